@@ -1,0 +1,741 @@
+//! smsc-sim: an SMSC simulator for smsgate's tests and benchmarks.
+//!
+//! It must never be the bottleneck, so each connection is one task with one input buffer
+//! (every complete PDU in it is decoded per read) and one output buffer (every response and
+//! receipt produced meanwhile goes out in one write). Delayed responses and receipts wait in
+//! a FIFO per connection, served by one sleep: all entries of a FIFO share one delay, so
+//! the order of arrival is the order of expiry. No task or timer per message.
+//!
+//! Run `smsc-sim --help` for the options.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf as _, BytesMut};
+use smsgate::smpp::pdu::{self, tag, Bind, BindResp, Body, CommandStatus, Pdu, Sm, SmResp, Tlv};
+use smsgate::smpp::receipt::FinalState;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+const USAGE: &str = "\
+smsc-sim: an SMPP 3.4 SMSC simulator
+
+USAGE: smsc-sim [OPTIONS]
+
+OPTIONS:
+  --listen ADDR            address to listen on [default: 127.0.0.1:2775]; port 0 picks one.
+                           Prints `smsc-sim listening on IP:PORT` on stdout once bound.
+  --system-id ID           accept binds only with this system_id (else ESME_RINVSYSID)
+  --password PW            accept binds only with this password (else ESME_RINVPASWD)
+  --resp-delay-us N        delay before each submit_sm_resp, microseconds [default: 0]
+  --dlr-delay-ms N         delay before each delivery receipt, milliseconds [default: 100]
+  --dlr-mix STATE=W,...    receipt states by weight, states among delivered, undeliverable,
+                           expired, deleted, rejected, accepted, unknown, enroute
+                           [default: delivered=100]
+  --reject DIGITS=STATUS   submit_sm to a destination_addr starting with DIGITS gets this
+                           command_status (hex with 0x, or decimal); repeatable
+  --blackhole DIGITS       never answer submit_sm to a destination_addr starting with DIGITS;
+                           repeatable
+  --stats-interval-s N     print counters to stderr every N seconds, 0 = never [default: 0];
+                           they are always printed on SIGINT/SIGTERM
+  --threads N              runtime worker threads, 1 = current-thread runtime [default: 1]
+  -h, --help               print this help
+
+Receipts go, on the connection that submitted, for each accepted submit_sm with
+registered_delivery & 1, unless it bound as a transmitter.
+";
+
+/// Output bytes above which a connection stops reading until its peer reads. Why: a peer
+/// that submits without reading responses must not grow our memory without bound; 4 MiB is
+/// about 100k submit_sm_resp.
+const OUT_HIGH_WATER: usize = 4 * 1024 * 1024;
+
+/// Free input space kept before each read, in octets: room for a burst of ~500 submit_sm.
+const READ_CHUNK: usize = 64 * 1024;
+
+// === config ===
+
+/// Options that take a value, as listed in [`USAGE`].
+const FLAGS: &[&str] = &[
+    "--listen",
+    "--system-id",
+    "--password",
+    "--resp-delay-us",
+    "--dlr-delay-ms",
+    "--dlr-mix",
+    "--reject",
+    "--blackhole",
+    "--stats-interval-s",
+    "--threads",
+];
+
+struct Config {
+    listen: String,
+    system_id: Option<String>,
+    password: Option<String>,
+    resp_delay: Duration,
+    dlr_delay: Duration,
+    /// Receipt states with their weights, all weights > 0.
+    dlr_mix: Vec<(FinalState, u32)>,
+    /// (destination prefix, command_status), first match wins.
+    rejects: Vec<(String, CommandStatus)>,
+    blackholes: Vec<String>,
+    stats_interval: Option<Duration>,
+    threads: usize,
+}
+
+impl Config {
+    fn from_args(mut args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
+        let mut config = Config {
+            listen: "127.0.0.1:2775".into(),
+            system_id: None,
+            password: None,
+            resp_delay: Duration::ZERO,
+            dlr_delay: Duration::from_millis(100),
+            dlr_mix: vec![(FinalState::Delivered, 1)],
+            rejects: Vec::new(),
+            blackholes: Vec::new(),
+            stats_interval: None,
+            threads: 1,
+        };
+        while let Some(flag) = args.next() {
+            if flag == "-h" || flag == "--help" {
+                return Ok(None);
+            }
+            if !FLAGS.contains(&flag.as_str()) {
+                return Err(format!("unknown option {flag}"));
+            }
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let number = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{flag}: not a number: {v}"))
+            };
+            match flag.as_str() {
+                "--listen" => config.listen = value,
+                "--system-id" => config.system_id = Some(value),
+                "--password" => config.password = Some(value),
+                "--resp-delay-us" => config.resp_delay = Duration::from_micros(number(&value)?),
+                "--dlr-delay-ms" => config.dlr_delay = Duration::from_millis(number(&value)?),
+                "--dlr-mix" => config.dlr_mix = parse_mix(&value)?,
+                "--reject" => {
+                    let (digits, status) = value
+                        .split_once('=')
+                        .ok_or_else(|| format!("--reject wants DIGITS=STATUS, got {value}"))?;
+                    config
+                        .rejects
+                        .push((digits.to_string(), parse_status(status)?));
+                }
+                "--blackhole" => config.blackholes.push(value),
+                "--stats-interval-s" => {
+                    let secs = number(&value)?;
+                    config.stats_interval = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "--threads" => config.threads = number(&value)?.max(1) as usize,
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        Ok(Some(config))
+    }
+
+    /// The command_status for a submit to `destination`; `None`: never answer it.
+    fn submit_outcome(&self, destination: &str) -> Option<CommandStatus> {
+        if self
+            .blackholes
+            .iter()
+            .any(|p| destination.starts_with(p.as_str()))
+        {
+            return None;
+        }
+        let reject = self
+            .rejects
+            .iter()
+            .find(|(p, _)| destination.starts_with(p.as_str()));
+        Some(reject.map_or(CommandStatus::ROK, |&(_, status)| status))
+    }
+}
+
+fn parse_mix(value: &str) -> Result<Vec<(FinalState, u32)>, String> {
+    let mut mix = Vec::new();
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        let (name, weight) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--dlr-mix wants STATE=WEIGHT, got {part}"))?;
+        let state = FinalState::from_stat(name).ok_or_else(|| format!("unknown state {name}"))?;
+        let weight: u32 = weight
+            .parse()
+            .map_err(|_| format!("bad weight in {part}"))?;
+        if weight > 0 {
+            mix.push((state, weight));
+        }
+    }
+    if mix.is_empty() {
+        return Err("--dlr-mix needs at least one weight above 0".into());
+    }
+    Ok(mix)
+}
+
+fn parse_status(s: &str) -> Result<CommandStatus, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed
+        .map(CommandStatus)
+        .map_err(|_| format!("bad command_status {s}"))
+}
+
+// === shared state ===
+
+/// Counters for the whole process, printed as one line.
+struct Stats {
+    connections: AtomicU64,
+    binds: AtomicU64,
+    submit_sm: AtomicU64,
+    /// submit_sm_resp sent, by command_status; index 256 holds every status above 0xFF.
+    submit_sm_resp: [AtomicU64; 257],
+    deliver_sm: AtomicU64,
+    deliver_sm_resp: AtomicU64,
+}
+
+impl Stats {
+    fn count_resp(&self, status: CommandStatus) {
+        let index = usize::try_from(status.0).map_or(256, |s| s.min(256));
+        self.submit_sm_resp[index].fetch_add(1, Relaxed);
+    }
+
+    fn line(&self) -> String {
+        let mut resp_total = 0;
+        let mut by_status = String::new();
+        for (i, count) in self.submit_sm_resp.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            resp_total += count;
+            let sep = if by_status.is_empty() { "" } else { " " };
+            by_status += &match i {
+                256 => format!("{sep}other={count}"),
+                _ => format!("{sep}{}={count}", CommandStatus(i as u32)),
+            };
+        }
+        format!(
+            "smsc-sim stats: connections={} binds={} submit_sm={} submit_sm_resp={} ({}) \
+             deliver_sm={} deliver_sm_resp={}",
+            self.connections.load(Relaxed),
+            self.binds.load(Relaxed),
+            self.submit_sm.load(Relaxed),
+            resp_total,
+            by_status,
+            self.deliver_sm.load(Relaxed),
+            self.deliver_sm_resp.load(Relaxed),
+        )
+    }
+}
+
+struct Sim {
+    config: Config,
+    stats: Stats,
+    /// High 32 bits of every message id, random per start so ids differ across restarts.
+    id_prefix: u32,
+    id_counter: AtomicU32,
+}
+
+impl Sim {
+    /// A message id unique across connections and, with high probability, restarts:
+    /// lower-case hex without leading zeros.
+    fn next_message_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Relaxed);
+        format!("{:x}", (u64::from(self.id_prefix) << 32) | u64::from(n))
+    }
+}
+
+// === connection ===
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Transmitter,
+    Receiver,
+    Transceiver,
+}
+
+/// One SMPP connection's protocol state and buffers; [`serve`] moves the bytes.
+struct Conn {
+    sim: Arc<Sim>,
+    bound: Option<Bound>,
+    /// Encoded PDUs waiting for the socket; `written` octets of it are already sent.
+    out: Vec<u8>,
+    written: usize,
+    /// submit_sm_resp held back by `--resp-delay-us`, oldest first.
+    resp_queue: VecDeque<(Instant, Pdu)>,
+    /// Receipts held back by `--dlr-delay-ms`, oldest first.
+    dlr_queue: VecDeque<(Instant, Pdu)>,
+    /// sequence_number of the next deliver_sm we send.
+    next_sequence: u32,
+    rng: XorShift,
+    /// Set after unbind: flush `out`, then close.
+    closing: bool,
+}
+
+impl Conn {
+    fn new(sim: Arc<Sim>) -> Self {
+        Conn {
+            sim,
+            bound: None,
+            out: Vec::with_capacity(READ_CHUNK),
+            written: 0,
+            resp_queue: VecDeque::new(),
+            dlr_queue: VecDeque::new(),
+            next_sequence: 1,
+            rng: XorShift(rand::random::<u64>() | 1),
+            closing: false,
+        }
+    }
+
+    fn send(&mut self, pdu: &Pdu) {
+        if let Err(err) = pdu.encode(&mut self.out) {
+            tracing::warn!(%err, command_id = pdu.command_id(), "cannot encode, dropped");
+        }
+    }
+
+    fn send_submit_resp(&mut self, pdu: &Pdu) {
+        self.sim.stats.count_resp(pdu.status);
+        self.send(pdu);
+    }
+
+    fn send_receipt(&mut self, pdu: &Pdu) {
+        self.sim.stats.deliver_sm.fetch_add(1, Relaxed);
+        self.send(pdu);
+    }
+
+    /// Moves the queued PDUs that are due at `now` to the output buffer.
+    fn release_due(&mut self, now: Instant) {
+        while self.resp_queue.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, pdu)) = self.resp_queue.pop_front() {
+                self.send_submit_resp(&pdu);
+            }
+        }
+        while self.dlr_queue.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, pdu)) = self.dlr_queue.pop_front() {
+                self.send_receipt(&pdu);
+            }
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let resp = self.resp_queue.front().map(|(due, _)| *due);
+        let dlr = self.dlr_queue.front().map(|(due, _)| *due);
+        resp.into_iter().chain(dlr).min()
+    }
+
+    /// Handles every complete PDU in `input` and removes them from it. `Err`: the stream
+    /// has lost its framing and must be closed.
+    fn on_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), pdu::DecodeError> {
+        let mut at = 0;
+        let mut dates = None;
+        while !self.closing {
+            match pdu::decode(&input[at..]) {
+                Ok(None) => break,
+                Ok(Some((pdu, used))) => {
+                    at += used;
+                    self.on_pdu(pdu, now, &mut dates);
+                }
+                Err(err) => {
+                    let Some(skip) = err.skip else {
+                        input.advance(at);
+                        return Err(err);
+                    };
+                    at += skip;
+                    tracing::debug!(%err, "malformed PDU, answering generic_nack");
+                    let mut nack = Pdu::new(err.sequence, Body::GenericNack);
+                    nack.status = err.nack_status();
+                    self.send(&nack);
+                }
+            }
+        }
+        input.advance(at);
+        Ok(())
+    }
+
+    fn on_pdu(&mut self, pdu: Pdu, now: Instant, dates: &mut Option<ReceiptDates>) {
+        let sequence = pdu.sequence;
+        let reply = |status: CommandStatus, body: Body| Pdu {
+            status,
+            sequence,
+            body,
+        };
+        match pdu.body {
+            Body::BindTransmitter(bind) => {
+                let status = self.bind(&bind, Bound::Transmitter);
+                self.send(&reply(status, Body::BindTransmitterResp(bind_resp(status))));
+            }
+            Body::BindReceiver(bind) => {
+                let status = self.bind(&bind, Bound::Receiver);
+                self.send(&reply(status, Body::BindReceiverResp(bind_resp(status))));
+            }
+            Body::BindTransceiver(bind) => {
+                let status = self.bind(&bind, Bound::Transceiver);
+                self.send(&reply(status, Body::BindTransceiverResp(bind_resp(status))));
+            }
+            Body::SubmitSm(sm) => {
+                self.sim.stats.submit_sm.fetch_add(1, Relaxed);
+                if !matches!(self.bound, Some(Bound::Transmitter | Bound::Transceiver)) {
+                    let resp = Body::SubmitSmResp(SmResp::default());
+                    self.send_submit_resp(&reply(CommandStatus::RINVBNDSTS, resp));
+                    return;
+                }
+                let Some(status) = self.sim.config.submit_outcome(&sm.destination_addr) else {
+                    return;
+                };
+                let mut resp = SmResp::default();
+                if status.is_ok() {
+                    resp.message_id = self.sim.next_message_id();
+                    if sm.registered_delivery & 1 == 1 && self.bound == Some(Bound::Transceiver) {
+                        let dates = dates.get_or_insert_with(|| ReceiptDates::now(&self.sim));
+                        let receipt = self.receipt(&sm, &resp.message_id, dates);
+                        let due = now + self.sim.config.dlr_delay;
+                        self.dlr_queue.push_back((due, receipt));
+                    }
+                }
+                let resp = reply(status, Body::SubmitSmResp(resp));
+                if self.sim.config.resp_delay.is_zero() {
+                    self.send_submit_resp(&resp);
+                } else {
+                    let due = now + self.sim.config.resp_delay;
+                    self.resp_queue.push_back((due, resp));
+                }
+            }
+            Body::EnquireLink => self.send(&reply(CommandStatus::ROK, Body::EnquireLinkResp)),
+            Body::Unbind => {
+                self.send(&reply(CommandStatus::ROK, Body::UnbindResp));
+                self.closing = true;
+            }
+            Body::DeliverSmResp(_) => {
+                self.sim.stats.deliver_sm_resp.fetch_add(1, Relaxed);
+            }
+            Body::EnquireLinkResp | Body::UnbindResp | Body::GenericNack => {}
+            Body::BindTransmitterResp(_)
+            | Body::BindReceiverResp(_)
+            | Body::BindTransceiverResp(_)
+            | Body::SubmitSmResp(_) => {
+                tracing::debug!(sequence, "unexpected response from an ESME, ignored");
+            }
+            Body::DeliverSm(_) => {
+                self.send(&reply(CommandStatus::RINVCMDID, Body::GenericNack));
+            }
+        }
+    }
+
+    fn bind(&mut self, bind: &Bind, kind: Bound) -> CommandStatus {
+        let config = &self.sim.config;
+        if self.bound.is_some() {
+            return CommandStatus::RALYBND;
+        }
+        if config
+            .system_id
+            .as_ref()
+            .is_some_and(|id| *id != bind.system_id)
+        {
+            return CommandStatus::RINVSYSID;
+        }
+        if config
+            .password
+            .as_ref()
+            .is_some_and(|pw| *pw != bind.password)
+        {
+            return CommandStatus::RINVPASWD;
+        }
+        self.sim.stats.binds.fetch_add(1, Relaxed);
+        self.bound = Some(kind);
+        CommandStatus::ROK
+    }
+
+    /// The deliver_sm receipt for an accepted submit_sm, in the SMPP 3.4 appendix B format
+    /// with the `receipted_message_id` and `message_state` TLVs.
+    fn receipt(&mut self, sm: &Sm, message_id: &str, dates: &ReceiptDates) -> Pdu {
+        let state = self.pick_state();
+        let delivered = state == FinalState::Delivered;
+        let original = if sm.short_message.is_empty() {
+            sm.tlv(tag::MESSAGE_PAYLOAD).unwrap_or_default()
+        } else {
+            &sm.short_message
+        };
+        let mut text = format!(
+            "id:{message_id} sub:001 dlvrd:{} submit date:{} done date:{} stat:{} err:{} text:",
+            if delivered { "001" } else { "000" },
+            dates.submit,
+            dates.done,
+            state.stat(),
+            if delivered { "000" } else { "001" },
+        )
+        .into_bytes();
+        text.extend_from_slice(&original[..original.len().min(20)]);
+        let mut tlvs = vec![
+            Tlv::cstr(tag::RECEIPTED_MESSAGE_ID, message_id),
+            Tlv::new(tag::MESSAGE_STATE, [state.message_state()]),
+        ];
+        if !delivered {
+            // network type 3 (GSM), error code 1
+            tlvs.push(Tlv::new(tag::NETWORK_ERROR_CODE, [3, 0, 1]));
+        }
+        let receipt = Sm {
+            source_addr_ton: sm.dest_addr_ton,
+            source_addr_npi: sm.dest_addr_npi,
+            source_addr: sm.destination_addr.clone(),
+            dest_addr_ton: sm.source_addr_ton,
+            dest_addr_npi: sm.source_addr_npi,
+            destination_addr: sm.source_addr.clone(),
+            esm_class: 0x04,
+            short_message: text,
+            tlvs,
+            ..Sm::default()
+        };
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
+        Pdu::new(sequence, Body::DeliverSm(Box::new(receipt)))
+    }
+
+    fn pick_state(&mut self) -> FinalState {
+        let mix = &self.sim.config.dlr_mix;
+        let total: u64 = mix.iter().map(|&(_, w)| u64::from(w)).sum();
+        let mut roll = self.rng.next() % total.max(1);
+        for &(state, weight) in mix {
+            if roll < u64::from(weight) {
+                return state;
+            }
+            roll -= u64::from(weight);
+        }
+        FinalState::Delivered
+    }
+}
+
+fn bind_resp(status: CommandStatus) -> BindResp {
+    if !status.is_ok() {
+        return BindResp::default();
+    }
+    BindResp {
+        system_id: "smsc-sim".into(),
+        sc_interface_version: Some(0x34),
+    }
+}
+
+/// Drives one connection: reads, decodes, writes and wakes for the delay queues, in one
+/// task.
+async fn serve(sim: Arc<Sim>, stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut conn = Conn::new(sim);
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        conn.release_due(Instant::now());
+        let unsent = conn.out.len() - conn.written;
+        if conn.closing && unsent == 0 {
+            writer.shutdown().await?;
+            return Ok(());
+        }
+        let next_due = conn.next_due();
+        if let Some(due) = next_due {
+            if sleep.deadline() != due {
+                sleep.as_mut().reset(due);
+            }
+        }
+        let can_read = !conn.closing && unsent < OUT_HIGH_WATER;
+        if can_read && input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            sent = writer.write(&conn.out[conn.written..]), if unsent > 0 => {
+                conn.written += sent?;
+                if conn.written == conn.out.len() {
+                    conn.out.clear();
+                    conn.written = 0;
+                } else if conn.written > OUT_HIGH_WATER {
+                    conn.out.drain(..conn.written);
+                    conn.written = 0;
+                }
+            }
+            read = reader.read_buf(&mut input), if can_read => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                if let Err(err) = conn.on_input(&mut input, Instant::now()) {
+                    tracing::info!(%err, "closing a connection that lost its framing");
+                    return Ok(());
+                }
+            }
+            () = &mut sleep, if next_due.is_some() => {}
+        }
+    }
+}
+
+// === receipt dates ===
+
+/// `submit date` and `done date` of the receipts made from one read, as YYMMDDhhmm (UTC).
+struct ReceiptDates {
+    submit: String,
+    done: String,
+}
+
+impl ReceiptDates {
+    fn now(sim: &Sim) -> Self {
+        let now = SystemTime::now();
+        ReceiptDates {
+            submit: yymmddhhmm(now),
+            done: yymmddhhmm(now + sim.config.dlr_delay),
+        }
+    }
+}
+
+fn yymmddhhmm(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let minute_of_day = (secs % 86_400) / 60;
+    format!(
+        "{:02}{month:02}{day:02}{:02}{:02}",
+        year % 100,
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// xorshift64: picks receipt states; quality is irrelevant, speed is not.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+// === main ===
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("smsc-sim: {err}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = if config.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("smsc-sim: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sim = Arc::new(Sim {
+        config,
+        stats: Stats {
+            connections: AtomicU64::new(0),
+            binds: AtomicU64::new(0),
+            submit_sm: AtomicU64::new(0),
+            submit_sm_resp: [const { AtomicU64::new(0) }; 257],
+            deliver_sm: AtomicU64::new(0),
+            deliver_sm_resp: AtomicU64::new(0),
+        },
+        id_prefix: rand::random::<u32>().max(1),
+        id_counter: AtomicU32::new(0),
+    });
+    match runtime.block_on(run(sim.clone())) {
+        Ok(()) => {
+            eprintln!("{}", sim.stats.line());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("smsc-sim: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Accepts connections until SIGINT or SIGTERM.
+async fn run(sim: Arc<Sim>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(&sim.config.listen).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "smsc-sim listening on {}", listener.local_addr()?)?;
+    stdout.flush()?;
+    drop(stdout);
+
+    if let Some(every) = sim.config.stats_interval {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                eprintln!("{}", sim.stats.line());
+            }
+        });
+    }
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    sim.stats.connections.fetch_add(1, Relaxed);
+                    let sim = sim.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = serve(sim, stream).await {
+                            tracing::debug!(%peer, %err, "connection ended");
+                        }
+                    });
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! `config/smsgate.toml` (the node) and `smpp_rules.toml` (links), read and validated at
+//! start-up. Every error names the file, the key and the reason; unknown keys are errors.
+
+use crate::ids::{ClientId, LinkId};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration error: which file, which key, what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `config/smsgate.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub shards: ShardsConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub smpp: SmppConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// API clients. At least one is required.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's id, 0..=127, unique within a cluster; part of every message id. Default 0.
+    pub id: u8,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardsConfig {
+    /// CPUs to run one shard each on. Empty (default): every CPU of the machine.
+    pub cpus: Vec<usize>,
+    /// Items in flight from one shard to another before a hand-off is refused (503). Default 1024.
+    pub mesh_capacity: Option<usize>,
+}
+
+impl ShardsConfig {
+    pub fn mesh_capacity(&self) -> usize {
+        self.mesh_capacity.unwrap_or(1024)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP API (HTTP/1.1 and HTTP/2 cleartext). Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, bytes; larger gets 413. Default 65536.
+    pub max_body_bytes: usize,
+    /// A client must send a whole request head within this many ms. Default 10000.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppConfig {
+    /// The links file. Relative paths are relative to the working directory. Default `smpp_rules.toml`.
+    pub rules_file: PathBuf,
+    /// How long a submit_sm may wait for its submit_sm_resp, ms; then the API answers 504
+    /// and the message's outcome is `unknown`. Default 10000.
+    pub response_timeout_ms: u64,
+    /// Interval between enquire_link PDUs on an idle session, ms. Default 30000.
+    pub enquire_link_interval_ms: u64,
+    /// Delay before reconnecting a lost or refused session, ms. Default 1000.
+    pub reconnect_delay_ms: u64,
+    /// How long to wait for unbind_resp at shutdown, ms. Default 2000.
+    pub unbind_timeout_ms: u64,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        SmppConfig {
+            rules_file: PathBuf::from("smpp_rules.toml"),
+            response_timeout_ms: 10_000,
+            enquire_link_interval_ms: 30_000,
+            reconnect_delay_ms: 1_000,
+            unbind_timeout_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the embedded state store. Default `data/state`.
+    pub path: PathBuf,
+    /// Most writes committed with one sync. Default 4096.
+    pub max_batch: usize,
+    /// Writes waiting for the writer thread before new ones are refused (503). Default 65536.
+    pub queue_capacity: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { path: PathBuf::from("data/state"), max_batch: 4096, queue_capacity: 65_536 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` (default) or `smsgate=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client's name, shown in records and logs.
+    pub name: ClientId,
+    /// The bearer token the client sends in `Authorization: Bearer <api_key>`; at least 16 characters.
+    pub api_key: String,
+}
+
+/// `smpp_rules.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(default)]
+    pub links: BTreeMap<String, LinkConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// SMSC host name or address.
+    pub host: String,
+    /// SMSC port.
+    pub port: u16,
+    /// system_id of the bind.
+    pub system_id: String,
+    /// password of the bind (at most 8 characters in SMPP 3.4).
+    pub password: String,
+    /// system_type of the bind. Default empty.
+    #[serde(default)]
+    pub system_type: String,
+    /// Sustained rate the SMSC allows on this link, messages per second.
+    pub esme_rate: u32,
+    /// Messages allowed above the sustained rate in a burst. Default 0.
+    #[serde(default)]
+    pub esme_rate_burst: u32,
+    /// Binds (transceiver sessions) to keep open, spread over the shards. Default 1.
+    #[serde(default = "one")]
+    pub sessions: usize,
+    /// Outstanding submit_sm per session before new ones wait. Default 64.
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_window() -> usize {
+    64
+}
+
+/// Everything the process needs, loaded and validated.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub config_file: PathBuf,
+    pub rules: Rules,
+    pub rules_file: PathBuf,
+}
+
+impl Loaded {
+    pub fn link_ids(&self) -> Vec<LinkId> {
+        self.rules.links.keys().map(|k| LinkId::new(k)).collect()
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        key: String::new(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let reason = e.message().to_owned();
+        let position = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigError { file: path.to_owned(), key: key_at(text, e.span()), reason: format!("{reason}{position}") }
+    })
+}
+
+/// The dotted key nearest before an error's span: the last `[table]` header and the key on the
+/// error's line, so the message names what to fix.
+fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else { return String::new() };
+    let before = &text[..span.start.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[').map(|t| t.trim_start_matches('[').trim_end_matches(']').trim().to_owned())
+        })
+        .unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.starts_with('[')).unwrap_or("");
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key.to_owned(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn invalid(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { file: file.to_owned(), key: key.into(), reason: reason.into() }
+}
+
+/// Loads and validates `config_file` and the rules file it names.
+pub fn load(config_file: &Path) -> Result<Loaded, ConfigError> {
+    let config: Config = parse(config_file, &read(config_file)?)?;
+    validate_config(config_file, &config)?;
+    let rules_file = config.smpp.rules_file.clone();
+    let rules = load_rules(&rules_file)?;
+    Ok(Loaded { config, config_file: config_file.to_owned(), rules, rules_file })
+}
+
+/// Loads and validates a rules file on its own.
+pub fn load_rules(rules_file: &Path) -> Result<Rules, ConfigError> {
+    let rules: Rules = parse(rules_file, &read(rules_file)?)?;
+    validate_rules(rules_file, &rules)?;
+    Ok(rules)
+}
+
+fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
+    if c.node.id > 127 {
+        return Err(invalid(f, "node.id", "must be 0..=127"));
+    }
+    if c.shards.cpus.len() > 64 {
+        return Err(invalid(f, "shards.cpus", "at most 64 shards"));
+    }
+    if c.shards.mesh_capacity == Some(0) {
+        return Err(invalid(f, "shards.mesh_capacity", "must be at least 1"));
+    }
+    if c.http.max_body_bytes < 256 {
+        return Err(invalid(f, "http.max_body_bytes", "must be at least 256"));
+    }
+    for (key, v) in [
+        ("smpp.response_timeout_ms", c.smpp.response_timeout_ms),
+        ("smpp.enquire_link_interval_ms", c.smpp.enquire_link_interval_ms),
+        ("smpp.reconnect_delay_ms", c.smpp.reconnect_delay_ms),
+        ("http.header_read_timeout_ms", c.http.header_read_timeout_ms),
+    ] {
+        if v == 0 {
+            return Err(invalid(f, key, "must be greater than 0"));
+        }
+    }
+    if c.state.max_batch == 0 || c.state.queue_capacity == 0 {
+        return Err(invalid(f, "state", "max_batch and queue_capacity must be greater than 0"));
+    }
+    if c.clients.is_empty() {
+        return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));
+    }
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    for (i, client) in c.clients.iter().enumerate() {
+        if client.name.as_str().is_empty() || !names.insert(client.name.clone()) {
+            return Err(invalid(f, format!("clients[{i}].name"), "must be non-empty and unique"));
+        }
+        if client.api_key.len() < 16 || client.api_key.chars().any(|ch| !ch.is_ascii_graphic()) {
+            return Err(invalid(f, format!("clients[{i}].api_key"), "must be at least 16 printable ASCII characters"));
+        }
+        if !keys.insert(client.api_key.as_str()) {
+            return Err(invalid(f, format!("clients[{i}].api_key"), "is used by another client"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_rules(f: &Path, r: &Rules) -> Result<(), ConfigError> {
+    for (name, link) in &r.links {
+        let key = |k: &str| format!("links.{name}.{k}");
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(invalid(f, format!("links.{name}"), "a link name is 1-64 letters, digits, '-' or '_'"));
+        }
+        if link.host.is_empty() {
+            return Err(invalid(f, key("host"), "must not be empty"));
+        }
+        if link.port == 0 {
+            return Err(invalid(f, key("port"), "must be 1..=65535"));
+        }
+        if link.system_id.is_empty() || link.system_id.len() > 15 {
+            return Err(invalid(f, key("system_id"), "must be 1-15 characters (SMPP 3.4)"));
+        }
+        if link.password.len() > 8 {
+            return Err(invalid(f, key("password"), "must be at most 8 characters (SMPP 3.4)"));
+        }
+        if link.system_type.len() > 12 {
+            return Err(invalid(f, key("system_type"), "must be at most 12 characters (SMPP 3.4)"));
+        }
+        if link.esme_rate == 0 {
+            return Err(invalid(f, key("esme_rate"), "must be at least 1 message per second"));
+        }
+        if !(1..=64).contains(&link.sessions) {
+            return Err(invalid(f, key("sessions"), "must be 1..=64"));
+        }
+        if !(1..=10_000).contains(&link.window) {
+            return Err(invalid(f, key("window"), "must be 1..=10000"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_config(text: &str) -> Result<Config, ConfigError> {
+        let f = Path::new("smsgate.toml");
+        let c: Config = parse(f, text)?;
+        validate_config(f, &c)?;
+        Ok(c)
+    }
+
+    const CLIENT: &str = "[[clients]]\nname = \"acme\"\napi_key = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_file() {
+        let c = parse_config(CLIENT).unwrap();
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.state.max_batch, 4096);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse_config(&format!("[http]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n{CLIENT}")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("smsgate.toml"), "{msg}");
+        assert!(msg.contains("listne"), "{msg}");
+        assert_eq!(e.key, "http.listne");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = parse_config(&format!("[node]\nid = 200\n{CLIENT}")).unwrap_err();
+        assert_eq!(e.key, "node.id");
+        let e = parse_config("[[clients]]\nname = \"a\"\napi_key = \"short\"\n").unwrap_err();
+        assert_eq!(e.key, "clients[0].api_key");
+        let e = parse_config("").unwrap_err();
+        assert_eq!(e.key, "clients");
+    }
+
+    #[test]
+    fn rules_validate_links() {
+        let f = Path::new("smpp_rules.toml");
+        let ok = "[links.100]\nhost = \"127.0.0.1\"\nport = 2775\nsystem_id = \"gw\"\npassword = \"pw\"\nesme_rate = 100\n";
+        let r: Rules = parse(f, ok).unwrap();
+        validate_rules(f, &r).unwrap();
+        assert_eq!(r.links["100"].window, 64);
+        let bad = ok.replace("esme_rate = 100", "esme_rate = 0");
+        let r: Rules = parse(f, &bad).unwrap();
+        assert_eq!(validate_rules(f, &r).unwrap_err().key, "links.100.esme_rate");
+        let typo = format!("{ok}sesions = 2\n");
+        assert_eq!(parse::<Rules>(f, &typo).unwrap_err().key, "links.100.sesions");
+    }
+}

@@ -1,0 +1,4 @@
+//! Ingress: the client-facing APIs, one per shard, and the one error table.
+pub mod http;
+pub mod hyper_glommio;
+pub mod reply;

@@ -1,0 +1,151 @@
+//! The HTTP API on one shard: HTTP/1.1 keep-alive and HTTP/2 (cleartext, prior knowledge) on
+//! the shard's own SO_REUSEPORT listener.
+//!
+//! | method | path | answer |
+//! | --- | --- | --- |
+//! | POST | /api/v1/messages | submit (see `pipeline.rs`) |
+//! | GET | /api/v1/messages/{id} | the lifecycle record |
+//! | GET | /healthz | liveness and bound sessions per link |
+
+use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
+use super::reply::{error_response, json_response, ErrorReply, HttpError};
+use crate::pipeline::Pipeline;
+use bytes::Bytes;
+use futures_lite::future::FutureExt;
+use glommio::net::TcpListener;
+use glommio::sync::Gate;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::server::conn::auto;
+use shards::Shutdown;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Accepts connections until shutdown, then lets every open connection finish its in-flight
+/// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns once
+/// all have closed.
+pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<HttpSettings>, shutdown: Shutdown) {
+    let connections = Gate::new();
+    let mut builder = auto::Builder::new(ShardExecutor);
+    builder.http1().timer(ShardTimer).header_read_timeout(settings.header_read_timeout).keep_alive(true);
+    builder.http2().timer(ShardTimer);
+    let builder = Rc::new(builder);
+    loop {
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                shutdown.wait().await;
+                None
+            })
+            .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
+        }
+        let (pipeline, settings, builder, shutdown) = (pipeline.clone(), settings.clone(), builder.clone(), shutdown.clone());
+        let spawned = connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (pipeline, settings) = (pipeline.clone(), settings.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await) }
+            });
+            let conn = builder.serve_connection(Io(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let finished = async { Some(conn.as_mut().await) }
+                .or(async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let result = match finished {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a connection task");
+        }
+    }
+    drop(listener);
+    if let Err(e) = connections.close().await {
+        tracing::warn!(error = %e, "draining client connections failed");
+    }
+}
+
+async fn route(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let result = match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["api", "v1", "messages"]) => submit(req, pipeline, settings).await,
+        (&Method::GET, ["api", "v1", "messages", id]) => {
+            let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            match pipeline.message(auth, id).await {
+                Ok(rec) => Ok(json_response(StatusCode::OK, &rec)),
+                Err(r) => Err(ErrorReply::from(r)),
+            }
+        }
+        (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
+        (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
+            Err(HttpError::MethodNotAllowed.into())
+        }
+        _ => Err(HttpError::NotFound.into()),
+    };
+    result.unwrap_or_else(error_response)
+}
+
+/// `{"status":"ok","links":{"100":{"sessions":2,"sessions_bound":2}}}`: the process is up; each
+/// link says how many of its sessions are bound right now.
+fn health(pipeline: &Pipeline) -> serde_json::Value {
+    let links: serde_json::Map<String, serde_json::Value> = pipeline
+        .links()
+        .iter()
+        .map(|(link, slots)| {
+            let bound = slots.iter().filter(|s| s.is_bound()).count();
+            (link.to_string(), serde_json::json!({"sessions": slots.len(), "sessions_bound": bound}))
+        })
+        .collect();
+    serde_json::json!({"status": "ok", "links": links})
+}
+
+async fn submit(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(HttpError::UnsupportedMediaType.into());
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = Limited::new(body, settings.max_body_bytes).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            HttpError::BodyTooLarge { limit: settings.max_body_bytes }
+        } else {
+            HttpError::BodyRead
+        }
+    })?;
+    let body = body.to_bytes();
+    let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    match pipeline.submit(auth, &body).await {
+        Ok(submitted) => Ok(json_response(StatusCode::OK, &submitted)),
+        Err(r) => Err(r.into()),
+    }
+}

@@ -1,0 +1,181 @@
+//! The one table from every refusal to its HTTP answer: status, stable `code`, message,
+//! field, Retry-After. docs/errors.md lists the same table for clients.
+
+use crate::pipeline::auth::AuthError;
+use crate::pipeline::route::RouteError;
+use crate::pipeline::submit::SubmitFailure;
+use crate::pipeline::Rejection;
+use crate::smpp::session::SubmitError;
+use crate::state::store::StoreError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+/// Refusals of the HTTP layer itself, before any stage runs.
+#[derive(Debug)]
+pub enum HttpError {
+    NotFound,
+    MethodNotAllowed,
+    BodyTooLarge { limit: usize },
+    UnsupportedMediaType,
+    BodyRead,
+}
+
+/// An error answer, ready to send.
+pub struct ErrorReply {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after_s: Option<u32>,
+    /// For errors that happened after the message got an id (SMSC refused, no answer).
+    pub id: Option<String>,
+    pub command_status: Option<u32>,
+}
+
+impl ErrorReply {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ErrorReply { status, code, message: message.into(), field: None, retry_after_s: None, id: None, command_status: None }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_status: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<u32>,
+}
+
+impl From<HttpError> for ErrorReply {
+    fn from(e: HttpError) -> Self {
+        match e {
+            HttpError::NotFound => ErrorReply::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            HttpError::MethodNotAllowed => {
+                ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+            }
+            HttpError::BodyTooLarge { limit } => ErrorReply::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is larger than {limit} bytes"),
+            ),
+            HttpError::UnsupportedMediaType => ErrorReply::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ),
+            HttpError::BodyRead => ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read"),
+        }
+    }
+}
+
+impl From<Rejection> for ErrorReply {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Parse(e) => ErrorReply { field: e.field, ..ErrorReply::new(StatusCode::BAD_REQUEST, e.code, e.message) },
+            Rejection::Auth(e) => ErrorReply::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                match e {
+                    AuthError::Missing => "missing Authorization: Bearer <api key>",
+                    AuthError::Malformed => "Authorization must be `Bearer <api key>`",
+                    AuthError::UnknownKey => "invalid API key",
+                },
+            ),
+            Rejection::Route(RouteError::UnknownLink(l)) => ErrorReply {
+                field: Some("link".into()),
+                ..ErrorReply::new(StatusCode::NOT_FOUND, "unknown_link", format!("no link named `{l}`"))
+            },
+            Rejection::Route(RouteError::UnknownPool(p)) => ErrorReply {
+                field: Some("pool".into()),
+                ..ErrorReply::new(StatusCode::NOT_FOUND, "unknown_pool", format!("no pool named `{p}`"))
+            },
+            Rejection::NotSubmitted(f) => not_submitted(f),
+            Rejection::SmscRejected { id, status } => ErrorReply {
+                id: Some(id.to_string()),
+                command_status: Some(status.0),
+                ..ErrorReply::new(StatusCode::BAD_GATEWAY, "smsc_rejected", format!("the SMSC refused the message: {status}"))
+            },
+            Rejection::SmscTimeout { id } => ErrorReply {
+                id: Some(id.to_string()),
+                ..ErrorReply::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "smsc_timeout",
+                    "the SMSC did not answer in time; the outcome is unknown and the message is not retried",
+                )
+            },
+            Rejection::State(StoreError::Busy) => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "state_busy", "the state store is saturated")
+            },
+            Rejection::State(e) => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "state_unavailable", e.to_string())
+            },
+            Rejection::BadMessageId => ErrorReply {
+                field: Some("id".into()),
+                ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_id", "a message id is 16 hex digits")
+            },
+            Rejection::MessageNotFound => ErrorReply::new(StatusCode::NOT_FOUND, "message_not_found", "no such message"),
+        }
+    }
+}
+
+fn not_submitted(f: SubmitFailure) -> ErrorReply {
+    let unavailable = |code, message: String| ErrorReply {
+        retry_after_s: Some(1),
+        ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    };
+    match f {
+        SubmitFailure::NoSession(link) => unavailable("no_session", format!("link `{link}` has no bound SMPP session")),
+        SubmitFailure::Busy => unavailable("busy", "the shard that owns the session is saturated".into()),
+        SubmitFailure::Smpp(SubmitError::WindowFull(d)) => {
+            unavailable("window_full", format!("every SMPP window slot stayed busy for {} ms", d.as_millis()))
+        }
+        SubmitFailure::Smpp(e) => unavailable("no_session", e.to_string()),
+    }
+}
+
+/// Serialises the error body and sets the headers.
+pub fn error_response(e: ErrorReply) -> Response<Full<Bytes>> {
+    let body = ErrorBody {
+        error: ErrorFields {
+            code: e.code,
+            message: &e.message,
+            field: e.field.as_deref(),
+            id: e.id.as_deref(),
+            command_status: e.command_status,
+            retry_after_s: e.retry_after_s,
+        },
+    };
+    let mut resp = json_response(e.status, &body);
+    if let Some(s) = e.retry_after_s {
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    if e.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    // Serialising our own plain structs cannot fail; fall back to an empty object regardless.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,22 @@
+//! smsgate: a thread-per-core SMS gateway proxy.
+//!
+//! Layout, in the order a message flows (DESIGN.md / ARCHITECTURE.md):
+//! - [`config`]: `config/smsgate.toml` and `smpp_rules.toml`, validated at start-up.
+//! - [`app`]: assembly: state writer, shards, per-shard pipeline, sessions and listener.
+//! - [`ingress`]: the HTTP API on every shard and the one error → answer table (`reply`).
+//! - [`pipeline`]: the outbound driver, stages 1-8: parse, auth, route, submit, record.
+//! - [`inbound`]: the inbound driver: deliver_sm receipts → state → deliver_sm_resp.
+//! - [`smpp`]: SMPP 3.4 ESME: PDU codec, encodings, receipts, sessions, link table. A leaf.
+//! - [`state`]: lifecycle records, the backend contract, the embedded store, group commit.
+//! - [`observe`]: logs (metrics and dashboard come with issue 7).
+//! - [`ids`], [`clock`]: typed identifiers and the injected clock.
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ids;
+pub mod inbound;
+pub mod ingress;
+pub mod observe;
+pub mod pipeline;
+pub mod smpp;
+pub mod state;

@@ -1,0 +1,20 @@
+//! Observability: structured logs today; metrics and the dashboard plug in here (issue 7).
+
+use crate::config::{LogConfig, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber: text or JSON lines on stderr, filtered by
+/// `log.level` unless `RUST_LOG` is set.
+pub fn init_logging(cfg: &LogConfig) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
+        _ => EnvFilter::try_new(&cfg.level),
+    }
+    .map_err(|e| format!("log.level: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let result = match cfg.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| format!("installing the logger: {e}"))
+}

@@ -1,0 +1,195 @@
+//! The outbound driver: the only place that knows the order of the stages (DESIGN.md 1-8).
+//!
+//! ```text
+//! 1 parse   → 2 auth → [3 L1, 4 L2, 5 policy: issues 5 and 9] → 6 route → 7 submit
+//!           → 8 record (durable) → answer
+//! ```
+//! Every stage returns `Result<_, Rejection>`; `ingress/reply.rs` turns a rejection into the
+//! HTTP (and later gRPC) answer.
+
+pub mod auth;
+pub mod parse;
+pub mod route;
+pub mod submit;
+
+use crate::clock::Clock;
+use crate::ids::{ClientId, IdGenerator, LinkId, MessageId, SmscMessageId};
+use crate::smpp::link::LinkTable;
+use crate::smpp::pdu::{CommandStatus, Sm};
+use crate::state::record::{MessageRecord, Status, Transition};
+use crate::state::store::StoreError;
+use crate::state::writer::StateHandle;
+use auth::{Auth, AuthError};
+use parse::{ParseError, SubmitRequest};
+use route::{RouteError, Router};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use submit::{SubmitFailure, Submitter};
+
+/// Why a request did not get a submitted message. Plain data: a refusal is normal.
+#[derive(Debug)]
+pub enum Rejection {
+    Parse(ParseError),
+    Auth(AuthError),
+    Route(RouteError),
+    /// The message never reached the SMSC; no record was kept.
+    NotSubmitted(SubmitFailure),
+    /// The SMSC refused it; the record (status `rejected`) was kept under `id`.
+    SmscRejected { id: MessageId, status: CommandStatus },
+    /// No answer from the SMSC; the record (status `unknown`) was kept under `id`.
+    SmscTimeout { id: MessageId },
+    /// The state store could not keep the record; the client gets no id.
+    State(StoreError),
+    /// `GET /api/v1/messages/{id}` with a malformed id.
+    BadMessageId,
+    /// No such message for this client.
+    MessageNotFound,
+}
+
+impl From<ParseError> for Rejection {
+    fn from(e: ParseError) -> Self {
+        Rejection::Parse(e)
+    }
+}
+
+impl From<AuthError> for Rejection {
+    fn from(e: AuthError) -> Self {
+        Rejection::Auth(e)
+    }
+}
+
+impl From<RouteError> for Rejection {
+    fn from(e: RouteError) -> Self {
+        Rejection::Route(e)
+    }
+}
+
+/// The answer to a successful submit.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Submitted {
+    pub id: MessageId,
+    pub status: Status,
+    pub link: LinkId,
+    pub smsc_message_id: SmscMessageId,
+    pub segments: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<String>,
+}
+
+/// One shard's outbound pipeline.
+pub struct Pipeline {
+    ids: RefCell<IdGenerator>,
+    clock: Rc<dyn Clock>,
+    auth: Arc<Auth>,
+    router: Router,
+    submitter: Submitter,
+    state: StateHandle,
+}
+
+impl Pipeline {
+    pub fn new(
+        ids: IdGenerator,
+        clock: Rc<dyn Clock>,
+        auth: Arc<Auth>,
+        router: Router,
+        submitter: Submitter,
+        state: StateHandle,
+    ) -> Self {
+        Pipeline { ids: RefCell::new(ids), clock, auth, router, submitter, state }
+    }
+
+    pub fn links(&self) -> &LinkTable {
+        self.router.links()
+    }
+
+    /// `POST /api/v1/messages`: stages 1-8 in order.
+    pub async fn submit(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
+        let req = parse::parse_submit(body)?;
+        let client = self.auth.authenticate(authorization)?;
+        let link = self.router.route(&req.target)?;
+        let accepted_at = self.clock.now_ms();
+        let id = self.ids.borrow_mut().next(accepted_at);
+        let outcome = self.submitter.submit(&link, submit_sm(&req)).await;
+        let mut record = MessageRecord {
+            id,
+            client,
+            to: req.to,
+            from: req.from.addr,
+            link: link.clone(),
+            client_ref: req.client_ref,
+            segments: 1,
+            smsc_message_id: None,
+            status: Status::Accepted,
+            transitions: vec![Transition::at(Status::Accepted, accepted_at)],
+        };
+        let now = self.clock.now_ms();
+        let rejection = match outcome {
+            Ok(r) if r.status.is_ok() => {
+                record.smsc_message_id = Some(SmscMessageId::new(&r.message_id));
+                record.push(Transition::at(Status::Submitted, now));
+                None
+            }
+            Ok(r) => {
+                record.push(Transition { command_status: Some(r.status.0), ..Transition::at(Status::Rejected, now) });
+                Some(Rejection::SmscRejected { id, status: r.status })
+            }
+            Err(SubmitFailure::Smpp(e)) if !e.never_sent() => {
+                tracing::warn!(%id, %link, error = %e, "submit outcome unknown");
+                record.push(Transition::at(Status::Unknown, now));
+                Some(Rejection::SmscTimeout { id })
+            }
+            Err(e) => return Err(Rejection::NotSubmitted(e)),
+        };
+        let answer = Submitted {
+            id,
+            status: record.status,
+            link,
+            smsc_message_id: record.smsc_message_id.clone().unwrap_or_else(|| SmscMessageId::new("")),
+            segments: record.segments,
+            client_ref: record.client_ref.clone(),
+        };
+        if let Err(e) = self.state.put(record).await {
+            tracing::error!(%id, error = %e, "record not kept; the client gets no id");
+            return Err(Rejection::State(e));
+        }
+        match rejection {
+            Some(r) => Err(r),
+            None => Ok(answer),
+        }
+    }
+
+    /// `GET /api/v1/messages/{id}`: a client sees its own messages only.
+    pub async fn message(&self, authorization: Option<&[u8]>, id: &str) -> Result<MessageRecord, Rejection> {
+        let client: ClientId = self.auth.authenticate(authorization)?;
+        let id = MessageId::parse(id).ok_or(Rejection::BadMessageId)?;
+        match self.state.get(id).await.map_err(Rejection::State)? {
+            Some(rec) if rec.client == client => Ok(rec),
+            _ => Err(Rejection::MessageNotFound),
+        }
+    }
+}
+
+/// The submit_sm for a validated request; a receipt is always requested.
+fn submit_sm(req: &SubmitRequest) -> Sm {
+    Sm {
+        service_type: String::new(),
+        source_addr_ton: req.from.ton,
+        source_addr_npi: req.from.npi,
+        source_addr: req.from.addr.clone(),
+        dest_addr_ton: 1,
+        dest_addr_npi: 1,
+        destination_addr: req.to.digits().to_owned(),
+        esm_class: 0,
+        protocol_id: 0,
+        priority_flag: 0,
+        schedule_delivery_time: String::new(),
+        validity_period: String::new(),
+        registered_delivery: 1,
+        replace_if_present_flag: 0,
+        data_coding: req.text.data_coding,
+        sm_default_msg_id: 0,
+        short_message: req.text.bytes.clone(),
+        tlvs: Vec::new(),
+    }
+}

@@ -1,0 +1,11 @@
+//! SMPP 3.4, ESME side. A leaf: knows no store, no outbox, no client.
+//!
+//! - `pdu`: bytes ↔ PDUs, pure and fuzzable; `receipt`: receipt text.
+//! - `encoding`: text → GSM 7-bit or UCS-2 short_message.
+//! - `session`: one bind: window, enquire_link, reconnect, unbind; hands deliver_sm up.
+//! - `link`: links, their session slots and which shard owns each.
+pub mod encoding;
+pub mod link;
+pub mod pdu;
+pub mod receipt;
+pub mod session;

@@ -1,0 +1,231 @@
+//! Test support: real processes on free loopback ports. The gateway and the SMSC simulator
+//! run as the binaries users run; the client is ureq over real HTTP.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const API_KEY: &str = "test-key-0123456789abcdef";
+pub const OTHER_KEY: &str = "other-key-0123456789abcdef";
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_smsgate")).parent().expect("target dir").to_owned()
+}
+
+/// A running smsc-sim (from the `perf` package; `cargo test --workspace` builds it).
+pub struct Sim {
+    pub port: u16,
+    child: Child,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let bin = bin_dir().join("smsc-sim");
+        assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds perf's smsc-sim)", bin.display());
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start smsc-sim");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("sim stdout")).read_line(&mut line).expect("sim banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected smsc-sim banner {line:?}"));
+        Sim { port, child }
+    }
+
+    /// Stops the sim with SIGTERM and returns its final counters line(s) from stderr.
+    pub fn stop(mut self) -> String {
+        signal(&self.child, "TERM");
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+/// Link definitions for the rules file: (name, port).
+pub struct GatewayConfig {
+    pub links: Vec<(String, u16)>,
+    pub response_timeout_ms: u64,
+    pub extra_config: String,
+}
+
+impl GatewayConfig {
+    pub fn one_link(sim_port: u16) -> Self {
+        GatewayConfig { links: vec![("100".into(), sim_port)], response_timeout_ms: 5_000, extra_config: String::new() }
+    }
+}
+
+/// A running smsgate with its own config, rules and state directory.
+pub struct Gateway {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Gateway {
+    pub fn write_config(dir: &Path, port: u16, cfg: &GatewayConfig) -> PathBuf {
+        let mut rules = String::new();
+        for (name, p) in &cfg.links {
+            rules.push_str(&format!(
+                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nsessions = 2\nwindow = 256\n\n"
+            ));
+        }
+        std::fs::write(dir.join("rules.toml"), rules).expect("write rules");
+        let config = format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = 4096\n\n\
+             [smpp]\nrules_file = \"{rules}\"\nresponse_timeout_ms = {rt}\nreconnect_delay_ms = 100\nenquire_link_interval_ms = 1000\n\n\
+             [state]\npath = \"{state}\"\n\n\
+             [log]\nlevel = \"info\"\n\n\
+             {extra}\n\
+             [[clients]]\nname = \"acme\"\napi_key = \"{API_KEY}\"\n\n\
+             [[clients]]\nname = \"other\"\napi_key = \"{OTHER_KEY}\"\n",
+            rules = dir.join("rules.toml").display(),
+            rt = cfg.response_timeout_ms,
+            state = dir.join("state").display(),
+            extra = cfg.extra_config,
+        );
+        let path = dir.join("smsgate.toml");
+        std::fs::write(&path, config).expect("write config");
+        path
+    }
+
+    /// Starts smsgate and waits until /healthz reports every session of every link bound.
+    pub fn start(dir: &Path, cfg: &GatewayConfig) -> Gateway {
+        let port = free_port();
+        Self::start_on(dir, port, cfg, true)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, cfg: &GatewayConfig, wait_bound: bool) -> Gateway {
+        let config = Self::write_config(dir, port, cfg);
+        let log = dir.join(format!("smsgate-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(port)));
+        let logfile = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(["--config", config.to_str().expect("utf-8 path")])
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .expect("start smsgate");
+        let gw = Gateway { port, dir: dir.to_owned(), child, log };
+        gw.wait_ready(wait_bound);
+        gw
+    }
+
+    fn wait_ready(&self, wait_bound: bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let agent = agent();
+        loop {
+            if let Ok(mut r) = agent.get(&self.url("/healthz")).call() {
+                if r.status() == 200 {
+                    let body: serde_json::Value = r.body_mut().read_json().expect("healthz json");
+                    let all_bound = body["links"]
+                        .as_object()
+                        .map(|links| links.values().all(|l| l["sessions_bound"] == l["sessions"]))
+                        .unwrap_or(false);
+                    if !wait_bound || all_bound {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "smsgate not ready in 20 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "smsgate did not stop in 20 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP agent that returns 4xx/5xx as responses, not errors; keep-alive.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// POST /api/v1/messages; returns (status, JSON body).
+pub fn submit(agent: &ureq::Agent, gw: &Gateway, key: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let mut r = agent
+        .post(&gw.url("/api/v1/messages"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .send_json(body)
+        .expect("submit request");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
+}
+
+pub fn get_message(agent: &ureq::Agent, gw: &Gateway, key: &str, id: &str) -> (u16, serde_json::Value) {
+    let mut r = agent
+        .get(&gw.url(&format!("/api/v1/messages/{id}")))
+        .header("Authorization", &format!("Bearer {key}"))
+        .call()
+        .expect("get request");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
+}
+
+pub fn message(to: &str, link: &str) -> serde_json::Value {
+    serde_json::json!({"to": to, "from": "ACME", "text": "Hello from smsgate", "link": link})
+}
