@@ -27,17 +27,23 @@ use std::time::Duration;
 /// state store.
 pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     let cfg = &loaded.config;
-    shards::listener::ensure_free(cfg.http.listen).map_err(|e| format!("http.listen: {e}"))?;
+    shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5))
+        .map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
-    let store = EmbeddedStore::open(&cfg.state.path).map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?;
+    let store = EmbeddedStore::open(&cfg.state.path)
+        .map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?;
     let (writer, state) = Writer::spawn(
         store,
-        WriterConfig { max_batch: cfg.state.max_batch, queue_capacity: cfg.state.queue_capacity },
+        WriterConfig {
+            max_batch: cfg.state.max_batch,
+            queue_capacity: cfg.state.queue_capacity,
+        },
     )
     .map_err(|e| format!("starting the state writer: {e}"))?;
 
-    let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
-        .map_err(|e| format!("shards.cpus: {e}"))?;
+    let cpus =
+        shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
+            .map_err(|e| format!("shards.cpus: {e}"))?;
     let nr_shards = cpus.len();
     let links = Arc::new(LinkTable::new(session_configs(&loaded), nr_shards));
     let auth = Arc::new(Auth::new(&cfg.clients));
@@ -52,21 +58,36 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
     let result = shards::run(&cpus, &trigger, move |info, shutdown| {
-        let (links, auth, mesh, state, settings) = (links.clone(), auth.clone(), mesh.clone(), state.clone(), settings.clone());
+        let (links, auth, mesh, state, settings) = (
+            links.clone(),
+            auth.clone(),
+            mesh.clone(),
+            state.clone(),
+            settings.clone(),
+        );
         async move {
             let clock: Rc<dyn Clock> = Rc::new(SystemClock);
             let local: LocalSessions = Rc::new(RefCell::new(HashMap::new()));
             let handoffs = local.clone();
-            let mesh = match mesh.join(move |_peer, h| submit::on_handoff(&handoffs, h)).await {
+            let mesh = match mesh
+                .join(move |_peer, h| submit::on_handoff(&handoffs, h))
+                .await
+            {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(shard = info.id, error = %e, "shard could not join the mesh");
                     return;
                 }
             };
-            let inbound: Rc<dyn Inbound> = Rc::new(InboundHandler::new(state.clone(), clock.clone()));
+            let inbound: Rc<dyn Inbound> =
+                Rc::new(InboundHandler::new(state.clone(), clock.clone()));
             for (link, index, slot) in links.owned_by(info.id) {
-                let session = Session::start(slot.config.clone(), inbound.clone(), slot.bound.clone(), shutdown.clone());
+                let session = Session::start(
+                    slot.config.clone(),
+                    inbound.clone(),
+                    slot.bound.clone(),
+                    shutdown.clone(),
+                );
                 local.borrow_mut().insert((link.clone(), index), session);
             }
             let pipeline = Rc::new(Pipeline::new(
@@ -84,7 +105,10 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
                     return;
                 }
             };
-            let settings = Rc::new(HttpSettings { max_body_bytes: settings.max_body_bytes, header_read_timeout: settings.header_read_timeout });
+            let settings = Rc::new(HttpSettings {
+                max_body_bytes: settings.max_body_bytes,
+                header_read_timeout: settings.header_read_timeout,
+            });
             http::serve(listener, pipeline, settings, shutdown).await;
             let sessions: Vec<Session> = local.borrow().values().cloned().collect();
             for s in sessions {
@@ -135,6 +159,11 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<File, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("state.path {}: {e}", dir.display()))?;
     let path = dir.join("smsgate.lock");
     let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.try_lock().map_err(|_| format!("{} is locked: another smsgate uses this state directory", path.display()))?;
+    file.try_lock().map_err(|_| {
+        format!(
+            "{} is locked: another smsgate uses this state directory",
+            path.display()
+        )
+    })?;
     Ok(file)
 }

@@ -45,7 +45,8 @@ impl Serialize for MessageId {
 impl<'de> Deserialize<'de> for MessageId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        MessageId::parse(&s).ok_or_else(|| serde::de::Error::custom("message id must be 16 hex digits"))
+        MessageId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("message id must be 16 hex digits"))
     }
 }
 
@@ -85,7 +86,9 @@ impl IdGenerator {
             self.last_ms += 1;
             self.seq = 0;
         }
-        let id = (self.last_ms << (Self::SEQ_BITS + Self::SHARD_BITS + Self::NODE_BITS)) | self.origin | self.seq;
+        let id = (self.last_ms << (Self::SEQ_BITS + Self::SHARD_BITS + Self::NODE_BITS))
+            | self.origin
+            | self.seq;
         self.seq += 1;
         MessageId(id)
     }
@@ -141,10 +144,22 @@ name_id!(
     SmscMessageId
 );
 
-/// A destination or source phone number in E.164 form, stored without the `+`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A destination or source phone number in E.164 form, kept without the `+`, shown with it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Msisdn(pub String);
+
+impl Serialize for Msisdn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Msisdn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Msisdn::parse_e164(&s).ok_or_else(|| serde::de::Error::custom("not an E.164 number"))
+    }
+}
 
 impl Msisdn {
     /// Accepts `+` followed by 8 to 15 digits, the first not 0 (E.164).
@@ -200,8 +215,18 @@ mod tests {
 
     #[test]
     fn e164_numbers() {
-        assert_eq!(Msisdn::parse_e164("+4915112345678").unwrap().digits(), "4915112345678");
-        for bad in ["4915112345678", "+0491511", "+49151abc5678", "+1234567", "+1234567890123456", "+"] {
+        assert_eq!(
+            Msisdn::parse_e164("+4915112345678").unwrap().digits(),
+            "4915112345678"
+        );
+        for bad in [
+            "4915112345678",
+            "+0491511",
+            "+49151abc5678",
+            "+1234567",
+            "+1234567890123456",
+            "+",
+        ] {
             assert!(Msisdn::parse_e164(bad).is_none(), "{bad}");
         }
     }

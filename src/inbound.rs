@@ -77,7 +77,12 @@ enum Parsed {
 /// The TLVs win over the receipt text, whose format varies by vendor.
 fn to_receipt(link: &LinkId, sm: &Sm, now_ms: u64) -> Parsed {
     let text = receipt::parse(&sm.short_message);
-    let Some(id) = sm.tlv(tag::RECEIPTED_MESSAGE_ID).map(c_string).filter(|s| !s.is_empty()).or(text.id) else {
+    let Some(id) = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .map(c_string)
+        .filter(|s| !s.is_empty())
+        .or(text.id)
+    else {
         return Parsed::Unusable;
     };
     let state = sm

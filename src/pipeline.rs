@@ -36,9 +36,14 @@ pub enum Rejection {
     /// The message never reached the SMSC; no record was kept.
     NotSubmitted(SubmitFailure),
     /// The SMSC refused it; the record (status `rejected`) was kept under `id`.
-    SmscRejected { id: MessageId, status: CommandStatus },
+    SmscRejected {
+        id: MessageId,
+        status: CommandStatus,
+    },
     /// No answer from the SMSC; the record (status `unknown`) was kept under `id`.
-    SmscTimeout { id: MessageId },
+    SmscTimeout {
+        id: MessageId,
+    },
     /// The state store could not keep the record; the client gets no id.
     State(StoreError),
     /// `GET /api/v1/messages/{id}` with a malformed id.
@@ -96,7 +101,14 @@ impl Pipeline {
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline { ids: RefCell::new(ids), clock, auth, router, submitter, state }
+        Pipeline {
+            ids: RefCell::new(ids),
+            clock,
+            auth,
+            router,
+            submitter,
+            state,
+        }
     }
 
     pub fn links(&self) -> &LinkTable {
@@ -104,7 +116,11 @@ impl Pipeline {
     }
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
-    pub async fn submit(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
+    pub async fn submit(
+        &self,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<Submitted, Rejection> {
         let req = parse::parse_submit(body)?;
         let client = self.auth.authenticate(authorization)?;
         let link = self.router.route(&req.target)?;
@@ -131,8 +147,14 @@ impl Pipeline {
                 None
             }
             Ok(r) => {
-                record.push(Transition { command_status: Some(r.status.0), ..Transition::at(Status::Rejected, now) });
-                Some(Rejection::SmscRejected { id, status: r.status })
+                record.push(Transition {
+                    command_status: Some(r.status.0),
+                    ..Transition::at(Status::Rejected, now)
+                });
+                Some(Rejection::SmscRejected {
+                    id,
+                    status: r.status,
+                })
             }
             Err(SubmitFailure::Smpp(e)) if !e.never_sent() => {
                 tracing::warn!(%id, %link, error = %e, "submit outcome unknown");
@@ -145,7 +167,10 @@ impl Pipeline {
             id,
             status: record.status,
             link,
-            smsc_message_id: record.smsc_message_id.clone().unwrap_or_else(|| SmscMessageId::new("")),
+            smsc_message_id: record
+                .smsc_message_id
+                .clone()
+                .unwrap_or_else(|| SmscMessageId::new("")),
             segments: record.segments,
             client_ref: record.client_ref.clone(),
         };
@@ -160,7 +185,11 @@ impl Pipeline {
     }
 
     /// `GET /api/v1/messages/{id}`: a client sees its own messages only.
-    pub async fn message(&self, authorization: Option<&[u8]>, id: &str) -> Result<MessageRecord, Rejection> {
+    pub async fn message(
+        &self,
+        authorization: Option<&[u8]>,
+        id: &str,
+    ) -> Result<MessageRecord, Rejection> {
         let client: ClientId = self.auth.authenticate(authorization)?;
         let id = MessageId::parse(id).ok_or(Rejection::BadMessageId)?;
         match self.state.get(id).await.map_err(Rejection::State)? {

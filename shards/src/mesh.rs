@@ -4,9 +4,9 @@
 //! [`MeshSender`]; `try_send` never waits: a full peer gives the item back so the caller can
 //! answer "busy, retry later" at once instead of building a hidden queue.
 
+use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::{GlommioError, ResourceType};
-use futures_lite::StreamExt;
 use std::rc::Rc;
 
 /// Built once before the shards start; each shard calls [`Mesh::join`] on a clone.
@@ -16,7 +16,9 @@ pub struct Mesh<T: Send + 'static> {
 
 impl<T: Send + 'static> Clone for Mesh<T> {
     fn clone(&self) -> Self {
-        Mesh { builder: self.builder.clone() }
+        Mesh {
+            builder: self.builder.clone(),
+        }
     }
 }
 
@@ -28,14 +30,19 @@ pub struct MeshSender<T: Send + 'static> {
 
 impl<T: Send + 'static> Clone for MeshSender<T> {
     fn clone(&self) -> Self {
-        MeshSender { senders: self.senders.clone(), me: self.me }
+        MeshSender {
+            senders: self.senders.clone(),
+            me: self.me,
+        }
     }
 }
 
 impl<T: Send + 'static> Mesh<T> {
     /// `capacity`: items in flight from one shard to another before `try_send` refuses.
     pub fn new(nr_shards: usize, capacity: usize) -> Self {
-        Mesh { builder: MeshBuilder::full(nr_shards, capacity) }
+        Mesh {
+            builder: MeshBuilder::full(nr_shards, capacity),
+        }
     }
 
     /// Joins the mesh (all shards must join before any returns) and spawns one receiving task
@@ -59,7 +66,10 @@ impl<T: Send + 'static> Mesh<T> {
             })
             .detach();
         }
-        Ok(MeshSender { senders: Rc::new(senders), me })
+        Ok(MeshSender {
+            senders: Rc::new(senders),
+            me,
+        })
     }
 }
 
@@ -80,7 +90,8 @@ impl<T: Send + 'static> MeshSender<T> {
 
 fn give_back<T>(e: GlommioError<T>) -> T {
     match e {
-        GlommioError::Closed(ResourceType::Channel(t)) | GlommioError::WouldBlock(ResourceType::Channel(t)) => t,
+        GlommioError::Closed(ResourceType::Channel(t))
+        | GlommioError::WouldBlock(ResourceType::Channel(t)) => t,
         // Only an invalid peer index fails without the item, and `try_send` rules that out.
         other => unreachable!("mesh send to a valid peer failed without the item: {other}"),
     }

@@ -31,10 +31,19 @@ pub struct HttpSettings {
 /// Accepts connections until shutdown, then lets every open connection finish its in-flight
 /// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns once
 /// all have closed.
-pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<HttpSettings>, shutdown: Shutdown) {
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Rc<Pipeline>,
+    settings: Rc<HttpSettings>,
+    shutdown: Shutdown,
+) {
     let connections = Gate::new();
     let mut builder = auto::Builder::new(ShardExecutor);
-    builder.http1().timer(ShardTimer).header_read_timeout(settings.header_read_timeout).keep_alive(true);
+    builder
+        .http1()
+        .timer(ShardTimer)
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
     builder.http2().timer(ShardTimer);
     let builder = Rc::new(builder);
     loop {
@@ -56,33 +65,45 @@ pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<H
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
         }
-        let (pipeline, settings, builder, shutdown) = (pipeline.clone(), settings.clone(), builder.clone(), shutdown.clone());
-        let spawned = connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (pipeline, settings) = (pipeline.clone(), settings.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await) }
-            });
-            let conn = builder.serve_connection(Io(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let finished = async { Some(conn.as_mut().await) }
-                .or(async {
-                    shutdown.wait().await;
-                    None
-                })
-                .await;
-            let result = match finished {
-                Some(r) => r,
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+        let (pipeline, settings, builder, shutdown) = (
+            pipeline.clone(),
+            settings.clone(),
+            builder.clone(),
+            shutdown.clone(),
+        );
+        let spawned =
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let (pipeline, settings) = (pipeline.clone(), settings.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await)
+                    }
+                });
+                let conn = builder.serve_connection(Io(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                let finished = async { Some(conn.as_mut().await) }
+                    .or(async {
+                        shutdown.wait().await;
+                        None
+                    })
+                    .await;
+                let result = match finished {
+                    Some(r) => r,
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "client connection ended with an error");
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "client connection ended with an error");
+            });
+        match spawned {
+            // A dropped glommio task is cancelled: detach it, the gate still tracks it.
+            Ok(task) => {
+                task.detach();
             }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start a connection task");
+            Err(e) => tracing::warn!(error = %e, "could not start a connection task"),
         }
     }
     drop(listener);
@@ -91,7 +112,11 @@ pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<H
     }
 }
 
-async fn route(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    pipeline: &Pipeline,
+    settings: &HttpSettings,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let result = match (req.method(), segments.as_slice()) {
@@ -120,13 +145,20 @@ fn health(pipeline: &Pipeline) -> serde_json::Value {
         .iter()
         .map(|(link, slots)| {
             let bound = slots.iter().filter(|s| s.is_bound()).count();
-            (link.to_string(), serde_json::json!({"sessions": slots.len(), "sessions_bound": bound}))
+            (
+                link.to_string(),
+                serde_json::json!({"sessions": slots.len(), "sessions_bound": bound}),
+            )
         })
         .collect();
     serde_json::json!({"status": "ok", "links": links})
 }
 
-async fn submit(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Result<Response<Full<Bytes>>, ErrorReply> {
+async fn submit(
+    req: Request<Incoming>,
+    pipeline: &Pipeline,
+    settings: &HttpSettings,
+) -> Result<Response<Full<Bytes>>, ErrorReply> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -135,13 +167,18 @@ async fn submit(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSett
         }
     }
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, settings.max_body_bytes).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            HttpError::BodyTooLarge { limit: settings.max_body_bytes }
-        } else {
-            HttpError::BodyRead
-        }
-    })?;
+    let body = Limited::new(body, settings.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                HttpError::BodyTooLarge {
+                    limit: settings.max_body_bytes,
+                }
+            } else {
+                HttpError::BodyRead
+            }
+        })?;
     let body = body.to_bytes();
     let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
     match pipeline.submit(auth, &body).await {

@@ -37,7 +37,15 @@ pub struct ErrorReply {
 
 impl ErrorReply {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ErrorReply { status, code, message: message.into(), field: None, retry_after_s: None, id: None, command_status: None }
+        ErrorReply {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_s: None,
+            id: None,
+            command_status: None,
+        }
     }
 }
 
@@ -63,10 +71,14 @@ struct ErrorFields<'a> {
 impl From<HttpError> for ErrorReply {
     fn from(e: HttpError) -> Self {
         match e {
-            HttpError::NotFound => ErrorReply::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
-            HttpError::MethodNotAllowed => {
-                ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+            HttpError::NotFound => {
+                ErrorReply::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
             }
+            HttpError::MethodNotAllowed => ErrorReply::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            ),
             HttpError::BodyTooLarge { limit } => ErrorReply::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
@@ -77,7 +89,11 @@ impl From<HttpError> for ErrorReply {
                 "unsupported_media_type",
                 "Content-Type must be application/json",
             ),
-            HttpError::BodyRead => ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read"),
+            HttpError::BodyRead => ErrorReply::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "request body could not be read",
+            ),
         }
     }
 }
@@ -140,11 +156,21 @@ fn not_submitted(f: SubmitFailure) -> ErrorReply {
         ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     };
     match f {
-        SubmitFailure::NoSession(link) => unavailable("no_session", format!("link `{link}` has no bound SMPP session")),
-        SubmitFailure::Busy => unavailable("busy", "the shard that owns the session is saturated".into()),
-        SubmitFailure::Smpp(SubmitError::WindowFull(d)) => {
-            unavailable("window_full", format!("every SMPP window slot stayed busy for {} ms", d.as_millis()))
-        }
+        SubmitFailure::NoSession(link) => unavailable(
+            "no_session",
+            format!("link `{link}` has no bound SMPP session"),
+        ),
+        SubmitFailure::Busy => unavailable(
+            "busy",
+            "the shard that owns the session is saturated".into(),
+        ),
+        SubmitFailure::Smpp(SubmitError::WindowFull(d)) => unavailable(
+            "window_full",
+            format!(
+                "every SMPP window slot stayed busy for {} ms",
+                d.as_millis()
+            ),
+        ),
         SubmitFailure::Smpp(e) => unavailable("no_session", e.to_string()),
     }
 }
@@ -166,7 +192,8 @@ pub fn error_response(e: ErrorReply) -> Response<Full<Bytes>> {
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
     }
     if e.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
 }
@@ -176,6 +203,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Ful
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

@@ -20,7 +20,12 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(clients: &[ClientConfig]) -> Self {
-        Auth { keys: clients.iter().map(|c| (c.api_key.clone(), c.name.clone())).collect() }
+        Auth {
+            keys: clients
+                .iter()
+                .map(|c| (c.api_key.clone(), c.name.clone()))
+                .collect(),
+        }
     }
 
     /// `header`: the raw value of the Authorization header, if any.
@@ -31,7 +36,10 @@ impl Auth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Malformed);
         }
-        self.keys.get(key.trim()).cloned().ok_or(AuthError::UnknownKey)
+        self.keys
+            .get(key.trim())
+            .cloned()
+            .ok_or(AuthError::UnknownKey)
     }
 }
 
@@ -41,13 +49,38 @@ mod tests {
 
     #[test]
     fn bearer_keys() {
-        let auth = Auth::new(&[ClientConfig { name: ClientId::new("acme"), api_key: "0123456789abcdef".into() }]);
-        assert_eq!(auth.authenticate(Some(b"Bearer 0123456789abcdef")).unwrap().as_str(), "acme");
-        assert_eq!(auth.authenticate(Some(b"bearer 0123456789abcdef")).unwrap().as_str(), "acme");
+        let auth = Auth::new(&[ClientConfig {
+            name: ClientId::new("acme"),
+            api_key: "0123456789abcdef".into(),
+        }]);
+        assert_eq!(
+            auth.authenticate(Some(b"Bearer 0123456789abcdef"))
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
+        assert_eq!(
+            auth.authenticate(Some(b"bearer 0123456789abcdef"))
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(auth.authenticate(Some(b"Basic abc")), Err(AuthError::Malformed));
-        assert_eq!(auth.authenticate(Some(b"0123456789abcdef")), Err(AuthError::Malformed));
-        assert_eq!(auth.authenticate(Some(b"Bearer nope")), Err(AuthError::UnknownKey));
-        assert_eq!(auth.authenticate(Some(&[0xff, 0xfe])), Err(AuthError::Malformed));
+        assert_eq!(
+            auth.authenticate(Some(b"Basic abc")),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            auth.authenticate(Some(b"0123456789abcdef")),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            auth.authenticate(Some(b"Bearer nope")),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            auth.authenticate(Some(&[0xff, 0xfe])),
+            Err(AuthError::Malformed)
+        );
     }
 }

@@ -56,7 +56,11 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
-        ParseError { code, field: Some(field.to_owned()), message: message.into() }
+        ParseError {
+            code,
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
     }
 }
 
@@ -66,11 +70,20 @@ pub const MAX_CLIENT_REF: usize = 64;
 /// Parses and validates a `POST /api/v1/messages` body.
 pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
     let b: SubmitBody = serde_json::from_slice(body).map_err(json_error)?;
-    let to = Msisdn::parse_e164(&b.to)
-        .ok_or_else(|| ParseError::new("invalid_number", "to", "`to` must be an E.164 number: + and 8 to 15 digits"))?;
+    let to = Msisdn::parse_e164(&b.to).ok_or_else(|| {
+        ParseError::new(
+            "invalid_number",
+            "to",
+            "`to` must be an E.164 number: + and 8 to 15 digits",
+        )
+    })?;
     let from = parse_sender(&b.from)?;
     if b.text.is_empty() {
-        return Err(ParseError::new("empty_text", "text", "`text` must not be empty"));
+        return Err(ParseError::new(
+            "empty_text",
+            "text",
+            "`text` must not be empty",
+        ));
     }
     let text = encoding::encode(&b.text);
     if !text.fits_single() {
@@ -80,7 +93,11 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
             format!(
                 "`text` is {} {}; one message holds {} GSM 7-bit septets or {} UCS-2 characters",
                 text.units,
-                if text.data_coding == encoding::data_coding::GSM7 { "septets" } else { "UCS-2 units" },
+                if text.data_coding == encoding::data_coding::GSM7 {
+                    "septets"
+                } else {
+                    "UCS-2 units"
+                },
                 encoding::GSM7_SINGLE_SEPTETS,
                 encoding::UCS2_SINGLE_UNITS
             ),
@@ -88,13 +105,35 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
     }
     let target = match (b.link, b.pool) {
         (Some(_), Some(_)) => {
-            return Err(ParseError::new("conflicting_target", "pool", "give either `link` or `pool`, not both"))
+            return Err(ParseError::new(
+                "conflicting_target",
+                "pool",
+                "give either `link` or `pool`, not both",
+            ))
         }
         (Some(l), None) if !l.is_empty() => Target::Link(LinkId::new(&l)),
         (None, Some(p)) if !p.is_empty() => Target::Pool(p),
-        (Some(_), None) => return Err(ParseError::new("missing_target", "link", "`link` must not be empty")),
-        (None, Some(_)) => return Err(ParseError::new("missing_target", "pool", "`pool` must not be empty")),
-        (None, None) => return Err(ParseError::new("missing_target", "link", "name a `link` (or a `pool`)")),
+        (Some(_), None) => {
+            return Err(ParseError::new(
+                "missing_target",
+                "link",
+                "`link` must not be empty",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ParseError::new(
+                "missing_target",
+                "pool",
+                "`pool` must not be empty",
+            ))
+        }
+        (None, None) => {
+            return Err(ParseError::new(
+                "missing_target",
+                "link",
+                "name a `link` (or a `pool`)",
+            ))
+        }
     };
     if let Some(r) = &b.client_ref {
         if r.chars().count() > MAX_CLIENT_REF || r.chars().any(char::is_control) {
@@ -105,7 +144,13 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
             ));
         }
     }
-    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref })
+    Ok(SubmitRequest {
+        to,
+        from,
+        text,
+        target,
+        client_ref: b.client_ref,
+    })
 }
 
 /// Alphanumeric senders (up to 11 GSM characters) go with TON 5; numbers with TON 1 (with `+`)
@@ -120,15 +165,30 @@ fn parse_sender(from: &str) -> Result<Sender, ParseError> {
     };
     if let Some(digits) = from.strip_prefix('+') {
         if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(Sender { addr: digits.to_owned(), ton: 1, npi: 1 });
+            return Ok(Sender {
+                addr: digits.to_owned(),
+                ton: 1,
+                npi: 1,
+            });
         }
         return Err(bad());
     }
     if (1..=15).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(Sender { addr: from.to_owned(), ton: 0, npi: 1 });
+        return Ok(Sender {
+            addr: from.to_owned(),
+            ton: 0,
+            npi: 1,
+        });
     }
-    if (1..=11).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ') && !from.starts_with(' ') {
-        return Ok(Sender { addr: from.to_owned(), ton: 5, npi: 0 });
+    if (1..=11).contains(&from.len())
+        && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && !from.starts_with(' ')
+    {
+        return Ok(Sender {
+            addr: from.to_owned(),
+            ton: 5,
+            npi: 0,
+        });
     }
     Err(bad())
 }
@@ -146,7 +206,11 @@ fn json_error(e: serde_json::Error) -> ParseError {
     } else {
         ("invalid_json", None)
     };
-    ParseError { code, field, message: text }
+    ParseError {
+        code,
+        field,
+        message: text,
+    }
 }
 
 #[cfg(test)]
@@ -163,9 +227,18 @@ mod tests {
 
     #[test]
     fn a_good_request() {
-        let r = ok(r#"{"to":"+4915112345678","from":"ACME","text":"hi","link":"100","client_ref":"r1"}"#);
+        let r = ok(
+            r#"{"to":"+4915112345678","from":"ACME","text":"hi","link":"100","client_ref":"r1"}"#,
+        );
         assert_eq!(r.to.digits(), "4915112345678");
-        assert_eq!(r.from, Sender { addr: "ACME".into(), ton: 5, npi: 0 });
+        assert_eq!(
+            r.from,
+            Sender {
+                addr: "ACME".into(),
+                ton: 5,
+                npi: 0
+            }
+        );
         assert_eq!(r.target, Target::Link(LinkId::new("100")));
         assert_eq!(r.client_ref.as_deref(), Some("r1"));
     }
@@ -173,14 +246,46 @@ mod tests {
     #[test]
     fn every_refusal_names_its_field() {
         let cases = [
-            (r#"{"to":"+49","from":"A","text":"x","link":"1"}"#, "invalid_number", Some("to")),
-            (r#"{"to":"+4915112345678","from":"TOOLONGSENDER","text":"x","link":"1"}"#, "invalid_sender", Some("from")),
-            (r#"{"to":"+4915112345678","from":"A","text":"","link":"1"}"#, "empty_text", Some("text")),
-            (r#"{"to":"+4915112345678","from":"A","text":"x"}"#, "missing_target", Some("link")),
-            (r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","pool":"p"}"#, "conflicting_target", Some("pool")),
-            (r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","colour":"red"}"#, "unknown_field", Some("colour")),
-            (r#"{"from":"A","text":"x","link":"1"}"#, "missing_field", Some("to")),
-            (r#"{"to":4915112345678,"from":"A","text":"x","link":"1"}"#, "invalid_field", None),
+            (
+                r#"{"to":"+49","from":"A","text":"x","link":"1"}"#,
+                "invalid_number",
+                Some("to"),
+            ),
+            (
+                r#"{"to":"+4915112345678","from":"TOOLONGSENDER","text":"x","link":"1"}"#,
+                "invalid_sender",
+                Some("from"),
+            ),
+            (
+                r#"{"to":"+4915112345678","from":"A","text":"","link":"1"}"#,
+                "empty_text",
+                Some("text"),
+            ),
+            (
+                r#"{"to":"+4915112345678","from":"A","text":"x"}"#,
+                "missing_target",
+                Some("link"),
+            ),
+            (
+                r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","pool":"p"}"#,
+                "conflicting_target",
+                Some("pool"),
+            ),
+            (
+                r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","colour":"red"}"#,
+                "unknown_field",
+                Some("colour"),
+            ),
+            (
+                r#"{"from":"A","text":"x","link":"1"}"#,
+                "missing_field",
+                Some("to"),
+            ),
+            (
+                r#"{"to":4915112345678,"from":"A","text":"x","link":"1"}"#,
+                "invalid_field",
+                None,
+            ),
             (r#"{"to":"+4915112345678","#, "invalid_json", None),
             ("[1,2]", "invalid_field", None),
         ];
@@ -194,9 +299,14 @@ mod tests {
     #[test]
     fn text_limits() {
         let long = "a".repeat(161);
-        let e = err(&format!(r#"{{"to":"+4915112345678","from":"A","text":"{long}","link":"1"}}"#));
+        let e = err(&format!(
+            r#"{{"to":"+4915112345678","from":"A","text":"{long}","link":"1"}}"#
+        ));
         assert_eq!(e.code, "text_too_long");
-        let r = ok(&format!(r#"{{"to":"+4915112345678","from":"A","text":"{}","link":"1"}}"#, "a".repeat(160)));
+        let r = ok(&format!(
+            r#"{{"to":"+4915112345678","from":"A","text":"{}","link":"1"}}"#,
+            "a".repeat(160)
+        ));
         assert_eq!(r.text.units, 160);
     }
 

@@ -45,17 +45,33 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    pub fn new(me: usize, links: Arc<LinkTable>, local: LocalSessions, mesh: MeshSender<Handoff>) -> Self {
-        Submitter { me, links, local, mesh, next: Cell::new(0) }
+    pub fn new(
+        me: usize,
+        links: Arc<LinkTable>,
+        local: LocalSessions,
+        mesh: MeshSender<Handoff>,
+    ) -> Self {
+        Submitter {
+            me,
+            links,
+            local,
+            mesh,
+            next: Cell::new(0),
+        }
     }
 
     pub async fn submit(&self, link: &LinkId, sm: Sm) -> Result<SubmitResult, SubmitFailure> {
-        let slots = self.links.slots(link).ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
+        let slots = self
+            .links
+            .slots(link)
+            .ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
         let start = self.next.get();
         self.next.set(start.wrapping_add(1));
         let order = (0..slots.len()).map(|k| (start + k) % slots.len());
         // Prefer a bound session on this shard; else any bound one.
-        let local = order.clone().find(|&i| slots[i].shard == self.me && slots[i].is_bound());
+        let local = order
+            .clone()
+            .find(|&i| slots[i].shard == self.me && slots[i].is_bound());
         let chosen = local.or_else(|| order.clone().find(|&i| slots[i].is_bound()));
         let Some(index) = chosen else {
             return Err(SubmitFailure::NoSession(link.clone()));
@@ -66,7 +82,12 @@ impl Submitter {
             return session.submit(sm).await.map_err(SubmitFailure::Smpp);
         }
         let (reply, answer) = oneshot::channel();
-        let handoff = Handoff::Submit { link: link.clone(), index, sm: Box::new(sm), reply };
+        let handoff = Handoff::Submit {
+            link: link.clone(),
+            index,
+            sm: Box::new(sm),
+            reply,
+        };
         if self.mesh.try_send(slots[index].shard, handoff).is_err() {
             return Err(SubmitFailure::Busy);
         }
@@ -81,7 +102,12 @@ impl Submitter {
 /// Runs a hand-off that arrived from another shard on this shard's session.
 pub fn on_handoff(local: &LocalSessions, handoff: Handoff) {
     match handoff {
-        Handoff::Submit { link, index, sm, reply } => {
+        Handoff::Submit {
+            link,
+            index,
+            sm,
+            reply,
+        } => {
             let session = local.borrow().get(&(link, index)).cloned();
             glommio::spawn_local(async move {
                 let result = match session {

@@ -54,7 +54,13 @@ pub struct Transition {
 
 impl Transition {
     pub fn at(status: Status, at_ms: u64) -> Self {
-        Transition { status, at_ms, command_status: None, error_code: None, smsc_done_date: None }
+        Transition {
+            status,
+            at_ms,
+            command_status: None,
+            error_code: None,
+            smsc_done_date: None,
+        }
     }
 }
 
