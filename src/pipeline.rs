@@ -116,13 +116,27 @@ impl Pipeline {
     }
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
-    pub async fn submit(
+    pub async fn submit_json(
         &self,
         authorization: Option<&[u8]>,
         body: &[u8],
     ) -> Result<Submitted, Rejection> {
         let req = parse::parse_submit(body)?;
-        let client = self.auth.authenticate(authorization)?;
+        let client = self.authenticate(authorization)?;
+        self.submit(client, req).await
+    }
+
+    /// Stage 2, for ingresses that authenticate once per connection or stream.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<ClientId, Rejection> {
+        Ok(self.auth.authenticate(authorization)?)
+    }
+
+    /// Stages 3-8 for a parsed (stage 1) and authenticated (stage 2) request.
+    pub async fn submit(
+        &self,
+        client: ClientId,
+        req: SubmitRequest,
+    ) -> Result<Submitted, Rejection> {
         let link = self.router.route(&req.target)?;
         let accepted_at = self.clock.now_ms();
         let id = self.ids.borrow_mut().next(accepted_at);
@@ -185,15 +199,10 @@ impl Pipeline {
     }
 
     /// `GET /api/v1/messages/{id}`: a client sees its own messages only.
-    pub async fn message(
-        &self,
-        authorization: Option<&[u8]>,
-        id: &str,
-    ) -> Result<MessageRecord, Rejection> {
-        let client: ClientId = self.auth.authenticate(authorization)?;
+    pub async fn message(&self, client: &ClientId, id: &str) -> Result<MessageRecord, Rejection> {
         let id = MessageId::parse(id).ok_or(Rejection::BadMessageId)?;
         match self.state.get(id).await.map_err(Rejection::State)? {
-            Some(rec) if rec.client == client => Ok(rec),
+            Some(rec) if rec.client == *client => Ok(rec),
             _ => Err(Rejection::MessageNotFound),
         }
     }

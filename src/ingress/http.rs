@@ -123,10 +123,13 @@ async fn route(
         (&Method::POST, ["api", "v1", "messages"]) => submit(req, pipeline, settings).await,
         (&Method::GET, ["api", "v1", "messages", id]) => {
             let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-            match pipeline.message(auth, id).await {
-                Ok(rec) => Ok(json_response(StatusCode::OK, &rec)),
-                Err(r) => Err(ErrorReply::from(r)),
-            }
+            let found = match pipeline.authenticate(auth) {
+                Ok(client) => pipeline.message(&client, id).await,
+                Err(r) => Err(r),
+            };
+            found
+                .map(|rec| json_response(StatusCode::OK, &rec))
+                .map_err(ErrorReply::from)
         }
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
         (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
@@ -181,7 +184,7 @@ async fn submit(
         })?;
     let body = body.to_bytes();
     let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    match pipeline.submit(auth, &body).await {
+    match pipeline.submit_json(auth, &body).await {
         Ok(submitted) => Ok(json_response(StatusCode::OK, &submitted)),
         Err(r) => Err(r.into()),
     }

@@ -5,19 +5,20 @@ use crate::ids::{LinkId, Msisdn};
 use crate::smpp::encoding::{self, Encoded};
 use serde::Deserialize;
 
-/// The JSON body of `POST /api/v1/messages`.
-#[derive(Deserialize)]
+/// The fields of a submit as a client sends them, before validation: the JSON body of
+/// `POST /api/v1/messages`, and what the gRPC ingress builds from its protobuf message.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
-    to: String,
-    from: String,
-    text: String,
+pub struct SubmitFields {
+    pub to: String,
+    pub from: String,
+    pub text: String,
     #[serde(default)]
-    link: Option<String>,
+    pub link: Option<String>,
     #[serde(default)]
-    pool: Option<String>,
+    pub pool: Option<String>,
     #[serde(default)]
-    client_ref: Option<String>,
+    pub client_ref: Option<String>,
 }
 
 /// Where the client asked the message to go.
@@ -69,7 +70,11 @@ pub const MAX_CLIENT_REF: usize = 64;
 
 /// Parses and validates a `POST /api/v1/messages` body.
 pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
-    let b: SubmitBody = serde_json::from_slice(body).map_err(json_error)?;
+    validate(serde_json::from_slice(body).map_err(json_error)?)
+}
+
+/// Validates submit fields, whatever API they came from.
+pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
     let to = Msisdn::parse_e164(&b.to).ok_or_else(|| {
         ParseError::new(
             "invalid_number",
