@@ -95,21 +95,14 @@ impl Backend for Fjall {
         let db = fjall::Database::builder(dir).open()?;
         let messages = db.keyspace("messages", fjall::KeyspaceCreateOptions::default)?;
         let index = db.keyspace("smsc_index", fjall::KeyspaceCreateOptions::default)?;
-        Ok(Fjall {
-            db,
-            messages,
-            index,
-        })
+        Ok(Fjall { db, messages, index })
     }
 
     fn commit(&mut self, batch: &[BenchOp]) -> Result<usize, BoxError> {
         // A write batch is invisible until committed: later ops of the batch read this overlay.
         let mut overlay_msgs: HashMap<[u8; 8], Vec<u8>> = HashMap::new();
         let mut overlay_index: HashMap<Vec<u8>, [u8; 8]> = HashMap::new();
-        let mut wb = self
-            .db
-            .batch()
-            .durability(Some(fjall::PersistMode::SyncData));
+        let mut wb = self.db.batch().durability(Some(fjall::PersistMode::SyncData));
         let mut matched = 0;
         for op in batch {
             match op {
@@ -239,10 +232,7 @@ fn accepted(seq: u64, now_ms: u64) -> MessageRecord {
 }
 
 fn submitted(mut rec: MessageRecord, now_ms: u64) -> MessageRecord {
-    rec.smsc_message_id = Some(SmscMessageId::new(&format!(
-        "{:016x}",
-        rec.id.0 ^ 0x5a5a_a5a5
-    )));
+    rec.smsc_message_id = Some(SmscMessageId::new(&format!("{:016x}", rec.id.0 ^ 0x5a5a_a5a5)));
     rec.push(Transition::at(Status::Submitted, now_ms));
     rec
 }
@@ -259,9 +249,7 @@ fn receipt_for(rec: &MessageRecord, now_ms: u64) -> Option<Receipt> {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 // === measurement helpers ===
@@ -284,11 +272,7 @@ fn process_cpu() -> Duration {
         fn getrusage(who: c_int, usage: *mut Rusage) -> c_int;
     }
     const RUSAGE_SELF: c_int = 0;
-    let mut ru = Rusage {
-        utime: Timeval { sec: 0, usec: 0 },
-        stime: Timeval { sec: 0, usec: 0 },
-        rest: [0; 14],
-    };
+    let mut ru = Rusage { utime: Timeval { sec: 0, usec: 0 }, stime: Timeval { sec: 0, usec: 0 }, rest: [0; 14] };
     // SAFETY: `Rusage` has the layout of Linux's `struct rusage` (two timevals, 14 longs) and
     // lives for the whole call; getrusage only writes into it.
     let rc = unsafe { getrusage(RUSAGE_SELF, &mut ru) };
@@ -421,11 +405,7 @@ fn open_loop<B: Backend>(secs: u64) -> Result<OpenResult, BoxError> {
         matched += store.commit(&batch)?;
         let t1 = Instant::now();
         commit_us.push(t1.duration_since(t0).as_micros() as u64);
-        ack_us.extend(
-            arrived
-                .iter()
-                .map(|a| t1.duration_since(*a).as_micros() as u64),
-        );
+        ack_us.extend(arrived.iter().map(|a| t1.duration_since(*a).as_micros() as u64));
         batch_sizes += batch.len();
         ops += batch.len();
     }
@@ -575,10 +555,7 @@ fn summarize(name: &str, runs: &[(OpenResult, ClosedResult)]) {
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn main() -> Result<(), BoxError> {

@@ -1,6 +1,7 @@
 //! Assembly: from a validated configuration to running shards, and back to a clean exit.
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::BindConfig;
 use crate::config::Loaded;
 use crate::ids::{IdGenerator, LinkId};
 use crate::inbound::InboundHandler;
@@ -9,8 +10,8 @@ use crate::pipeline::auth::Auth;
 use crate::pipeline::route::Router;
 use crate::pipeline::submit::{self, Handoff, LocalSessions, Submitter};
 use crate::pipeline::Pipeline;
-use crate::smpp::link::LinkTable;
-use crate::smpp::session::{Inbound, Session, SessionConfig};
+use crate::smpp::link::{LinkSettings, LinkTable};
+use crate::smpp::session::{BindMode, Inbound, Session, SessionConfig};
 use crate::state::embedded::EmbeddedStore;
 use crate::state::writer::{Writer, WriterConfig};
 use shards::{Mesh, ShutdownTrigger};
@@ -27,25 +28,18 @@ use std::time::Duration;
 /// state store.
 pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     let cfg = &loaded.config;
-    shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5))
-        .map_err(|e| format!("http.listen: {e}"))?;
+    shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
-    let store = EmbeddedStore::open(&cfg.state.path)
-        .map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?;
-    let (writer, state) = Writer::spawn(
-        store,
-        WriterConfig {
-            max_batch: cfg.state.max_batch,
-            queue_capacity: cfg.state.queue_capacity,
-        },
-    )
-    .map_err(|e| format!("starting the state writer: {e}"))?;
+    let store =
+        EmbeddedStore::open(&cfg.state.path).map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?;
+    let (writer, state) =
+        Writer::spawn(store, WriterConfig { max_batch: cfg.state.max_batch, queue_capacity: cfg.state.queue_capacity })
+            .map_err(|e| format!("starting the state writer: {e}"))?;
 
-    let cpus =
-        shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
-            .map_err(|e| format!("shards.cpus: {e}"))?;
+    let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
+        .map_err(|e| format!("shards.cpus: {e}"))?;
     let nr_shards = cpus.len();
-    let links = Arc::new(LinkTable::new(session_configs(&loaded), nr_shards));
+    let links = Arc::new(link_table(&loaded, nr_shards));
     let auth = Arc::new(Auth::new(&cfg.clients));
     let mesh: Mesh<Handoff> = Mesh::new(nr_shards, cfg.shards.mesh_capacity());
     let settings = HttpSettings {
@@ -58,36 +52,23 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
     let result = shards::run(&cpus, &trigger, move |info, shutdown| {
-        let (links, auth, mesh, state, settings) = (
-            links.clone(),
-            auth.clone(),
-            mesh.clone(),
-            state.clone(),
-            settings.clone(),
-        );
+        let (links, auth, mesh, state, settings) =
+            (links.clone(), auth.clone(), mesh.clone(), state.clone(), settings.clone());
         async move {
             let clock: Rc<dyn Clock> = Rc::new(SystemClock);
             let local: LocalSessions = Rc::new(RefCell::new(HashMap::new()));
             let handoffs = local.clone();
-            let mesh = match mesh
-                .join(move |_peer, h| submit::on_handoff(&handoffs, h))
-                .await
-            {
+            let mesh = match mesh.join(move |_peer, h| submit::on_handoff(&handoffs, h)).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(shard = info.id, error = %e, "shard could not join the mesh");
                     return;
                 }
             };
-            let inbound: Rc<dyn Inbound> =
-                Rc::new(InboundHandler::new(state.clone(), clock.clone()));
+            let inbound: Rc<dyn Inbound> = Rc::new(InboundHandler::new(state.clone(), clock.clone(), links.clone()));
             for (link, index, slot) in links.owned_by(info.id) {
-                let session = Session::start(
-                    slot.config.clone(),
-                    inbound.clone(),
-                    slot.bound.clone(),
-                    shutdown.clone(),
-                );
+                let session =
+                    Session::start(slot.config.clone(), inbound.clone(), slot.health.clone(), shutdown.clone());
                 local.borrow_mut().insert((link.clone(), index), session);
             }
             let pipeline = Rc::new(Pipeline::new(
@@ -124,33 +105,39 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     Ok(())
 }
 
-fn session_configs(loaded: &Loaded) -> Vec<(LinkId, Vec<SessionConfig>)> {
+fn link_table(loaded: &Loaded, nr_shards: usize) -> LinkTable {
     let smpp = &loaded.config.smpp;
-    loaded
-        .rules
-        .links
-        .iter()
-        .map(|(name, l)| {
-            let link = LinkId::new(name);
-            let sessions = (0..l.sessions)
-                .map(|index| SessionConfig {
-                    link: link.clone(),
-                    index,
-                    host: l.host.clone(),
-                    port: l.port,
-                    system_id: l.system_id.clone(),
-                    password: l.password.clone(),
-                    system_type: l.system_type.clone(),
-                    window: l.window,
-                    response_timeout: Duration::from_millis(smpp.response_timeout_ms),
-                    enquire_link_interval: Duration::from_millis(smpp.enquire_link_interval_ms),
-                    reconnect_delay: Duration::from_millis(smpp.reconnect_delay_ms),
-                    unbind_timeout: Duration::from_millis(smpp.unbind_timeout_ms),
-                })
-                .collect();
-            (link, sessions)
-        })
-        .collect()
+    let links = loaded.rules.links.iter().map(|(name, l)| {
+        let link = LinkId::new(name);
+        let modes: &[BindMode] = match l.bind {
+            BindConfig::Transceiver => &[BindMode::Transceiver],
+            BindConfig::TransmitterReceiver => &[BindMode::Transmitter, BindMode::Receiver],
+        };
+        let sessions = (0..l.sessions)
+            .flat_map(|index| modes.iter().map(move |&mode| (index, mode)))
+            .map(|(index, mode)| SessionConfig {
+                link: link.clone(),
+                index,
+                mode,
+                host: l.host.clone(),
+                port: l.port,
+                system_id: l.system_id.clone(),
+                password: l.password.clone(),
+                system_type: l.system_type.clone(),
+                window: l.window,
+                response_timeout: Duration::from_millis(smpp.response_timeout_ms),
+                enquire_link_interval: Duration::from_millis(smpp.enquire_link_interval_ms),
+                reconnect_delay: Duration::from_millis(smpp.reconnect_delay_ms),
+                reconnect_max: Duration::from_millis(smpp.reconnect_max_ms.max(smpp.reconnect_delay_ms)),
+                unbind_timeout: Duration::from_millis(smpp.unbind_timeout_ms),
+                max_rate: l.esme_rate,
+                throttle_pause: Duration::from_millis(l.throttle_pause_ms),
+            })
+            .collect();
+        let settings = LinkSettings { long_messages: l.long_messages, receipt_id_format: l.receipt_id_format };
+        (link.clone(), settings, sessions)
+    });
+    LinkTable::new(links, nr_shards)
 }
 
 /// One process per state directory: a second smsgate on the same data would corrupt nothing
@@ -159,11 +146,6 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<File, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("state.path {}: {e}", dir.display()))?;
     let path = dir.join("smsgate.lock");
     let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.try_lock().map_err(|_| {
-        format!(
-            "{} is locked: another smsgate uses this state directory",
-            path.display()
-        )
-    })?;
+    file.try_lock().map_err(|_| format!("{} is locked: another smsgate uses this state directory", path.display()))?;
     Ok(file)
 }

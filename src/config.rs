@@ -2,6 +2,8 @@
 //! start-up. Every error names the file, the key and the reason; unknown keys are errors.
 
 use crate::ids::{ClientId, LinkId};
+use crate::smpp::concat::LongMessages;
+use crate::smpp::receipt::IdFormat;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -21,13 +23,7 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(
-                f,
-                "{}: key `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.reason
-            )
+            write!(f, "{}: key `{}`: {}", self.file.display(), self.key, self.reason)
         }
     }
 }
@@ -108,8 +104,11 @@ pub struct SmppConfig {
     pub response_timeout_ms: u64,
     /// Interval between enquire_link PDUs on an idle session, ms. Default 30000.
     pub enquire_link_interval_ms: u64,
-    /// Delay before reconnecting a lost or refused session, ms. Default 1000.
+    /// First delay before reconnecting a lost session, ms; doubles per failed attempt, with
+    /// ±20 % jitter; a refused bind starts at 4 ×. Default 1000.
     pub reconnect_delay_ms: u64,
+    /// Longest delay between reconnect attempts, ms. Default 30000.
+    pub reconnect_max_ms: u64,
     /// How long to wait for unbind_resp at shutdown, ms. Default 2000.
     pub unbind_timeout_ms: u64,
 }
@@ -121,6 +120,7 @@ impl Default for SmppConfig {
             response_timeout_ms: 10_000,
             enquire_link_interval_ms: 30_000,
             reconnect_delay_ms: 1_000,
+            reconnect_max_ms: 30_000,
             unbind_timeout_ms: 2_000,
         }
     }
@@ -139,11 +139,7 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig {
-            path: PathBuf::from("data/state"),
-            max_batch: 4096,
-            queue_capacity: 65_536,
-        }
+        StateConfig { path: PathBuf::from("data/state"), max_batch: 4096, queue_capacity: 65_536 }
     }
 }
 
@@ -158,10 +154,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        LogConfig { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -214,6 +207,33 @@ pub struct LinkConfig {
     /// Outstanding submit_sm per session before new ones wait. Default 64.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// `transceiver` (default): each session submits and receives. `transmitter_receiver`:
+    /// each session is a transmitter bind plus a receiver bind (for receipts and MO).
+    #[serde(default)]
+    pub bind: BindConfig,
+    /// Texts longer than one SMS: `udh8` (default; UDH with an 8-bit reference), `udh16`, or
+    /// `payload` (whole text in the message_payload TLV, one submit_sm).
+    #[serde(default)]
+    pub long_messages: LongMessages,
+    /// How receipts write the SMSC id relative to submit_sm_resp: `same` (default), `hex`
+    /// (receipt in hex, submit_sm_resp in decimal), `decimal` (the reverse).
+    #[serde(default)]
+    pub receipt_id_format: IdFormat,
+    /// After ESME_RTHROTTLED / ESME_RMSGQFUL a session pauses this long, ms. Default 1000.
+    #[serde(default = "default_throttle_pause")]
+    pub throttle_pause_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindConfig {
+    #[default]
+    Transceiver,
+    TransmitterReceiver,
+}
+
+fn default_throttle_pause() -> u64 {
+    1_000
 }
 
 fn one() -> usize {
@@ -257,11 +277,7 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
                 format!(" (line {line})")
             })
             .unwrap_or_default();
-        ConfigError {
-            file: path.to_owned(),
-            key: key_at(text, e.span()),
-            reason: format!("{reason}{position}"),
-        }
+        ConfigError { file: path.to_owned(), key: key_at(text, e.span()), reason: format!("{reason}{position}") }
     })
 }
 
@@ -277,22 +293,12 @@ fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         .rev()
         .find_map(|l| {
             let l = l.trim();
-            l.strip_prefix('[').map(|t| {
-                t.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .trim()
-                    .to_owned()
-            })
+            l.strip_prefix('[').map(|t| t.trim_start_matches('[').trim_end_matches(']').trim().to_owned())
         })
         .unwrap_or_default();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line
-        .split('=')
-        .next()
-        .map(str::trim)
-        .filter(|k| !k.starts_with('['))
-        .unwrap_or("");
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.starts_with('[')).unwrap_or("");
     match (table.is_empty(), key.is_empty()) {
         (true, _) => key.to_owned(),
         (false, true) => table,
@@ -301,11 +307,7 @@ fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 fn invalid(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: file.to_owned(),
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError { file: file.to_owned(), key: key.into(), reason: reason.into() }
 }
 
 /// Loads and validates `config_file` and the rules file it names.
@@ -314,12 +316,7 @@ pub fn load(config_file: &Path) -> Result<Loaded, ConfigError> {
     validate_config(config_file, &config)?;
     let rules_file = config.smpp.rules_file.clone();
     let rules = load_rules(&rules_file)?;
-    Ok(Loaded {
-        config,
-        config_file: config_file.to_owned(),
-        rules,
-        rules_file,
-    })
+    Ok(Loaded { config, config_file: config_file.to_owned(), rules, rules_file })
 }
 
 /// Loads and validates a rules file on its own.
@@ -344,10 +341,7 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     }
     for (key, v) in [
         ("smpp.response_timeout_ms", c.smpp.response_timeout_ms),
-        (
-            "smpp.enquire_link_interval_ms",
-            c.smpp.enquire_link_interval_ms,
-        ),
+        ("smpp.enquire_link_interval_ms", c.smpp.enquire_link_interval_ms),
         ("smpp.reconnect_delay_ms", c.smpp.reconnect_delay_ms),
         ("http.header_read_timeout_ms", c.http.header_read_timeout_ms),
     ] {
@@ -356,42 +350,22 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
         }
     }
     if c.state.max_batch == 0 || c.state.queue_capacity == 0 {
-        return Err(invalid(
-            f,
-            "state",
-            "max_batch and queue_capacity must be greater than 0",
-        ));
+        return Err(invalid(f, "state", "max_batch and queue_capacity must be greater than 0"));
     }
     if c.clients.is_empty() {
-        return Err(invalid(
-            f,
-            "clients",
-            "at least one [[clients]] entry is required",
-        ));
+        return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));
     }
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
     for (i, client) in c.clients.iter().enumerate() {
         if client.name.as_str().is_empty() || !names.insert(client.name.clone()) {
-            return Err(invalid(
-                f,
-                format!("clients[{i}].name"),
-                "must be non-empty and unique",
-            ));
+            return Err(invalid(f, format!("clients[{i}].name"), "must be non-empty and unique"));
         }
         if client.api_key.len() < 16 || client.api_key.chars().any(|ch| !ch.is_ascii_graphic()) {
-            return Err(invalid(
-                f,
-                format!("clients[{i}].api_key"),
-                "must be at least 16 printable ASCII characters",
-            ));
+            return Err(invalid(f, format!("clients[{i}].api_key"), "must be at least 16 printable ASCII characters"));
         }
         if !keys.insert(client.api_key.as_str()) {
-            return Err(invalid(
-                f,
-                format!("clients[{i}].api_key"),
-                "is used by another client",
-            ));
+            return Err(invalid(f, format!("clients[{i}].api_key"), "is used by another client"));
         }
     }
     Ok(())
@@ -402,15 +376,9 @@ fn validate_rules(f: &Path, r: &Rules) -> Result<(), ConfigError> {
         let key = |k: &str| format!("links.{name}.{k}");
         if name.is_empty()
             || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(invalid(
-                f,
-                format!("links.{name}"),
-                "a link name is 1-64 letters, digits, '-' or '_'",
-            ));
+            return Err(invalid(f, format!("links.{name}"), "a link name is 1-64 letters, digits, '-' or '_'"));
         }
         if link.host.is_empty() {
             return Err(invalid(f, key("host"), "must not be empty"));
@@ -419,32 +387,16 @@ fn validate_rules(f: &Path, r: &Rules) -> Result<(), ConfigError> {
             return Err(invalid(f, key("port"), "must be 1..=65535"));
         }
         if link.system_id.is_empty() || link.system_id.len() > 15 {
-            return Err(invalid(
-                f,
-                key("system_id"),
-                "must be 1-15 characters (SMPP 3.4)",
-            ));
+            return Err(invalid(f, key("system_id"), "must be 1-15 characters (SMPP 3.4)"));
         }
         if link.password.len() > 8 {
-            return Err(invalid(
-                f,
-                key("password"),
-                "must be at most 8 characters (SMPP 3.4)",
-            ));
+            return Err(invalid(f, key("password"), "must be at most 8 characters (SMPP 3.4)"));
         }
         if link.system_type.len() > 12 {
-            return Err(invalid(
-                f,
-                key("system_type"),
-                "must be at most 12 characters (SMPP 3.4)",
-            ));
+            return Err(invalid(f, key("system_type"), "must be at most 12 characters (SMPP 3.4)"));
         }
         if link.esme_rate == 0 {
-            return Err(invalid(
-                f,
-                key("esme_rate"),
-                "must be at least 1 message per second",
-            ));
+            return Err(invalid(f, key("esme_rate"), "must be at least 1 message per second"));
         }
         if !(1..=64).contains(&link.sessions) {
             return Err(invalid(f, key("sessions"), "must be 1..=64"));
@@ -478,10 +430,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let e = parse_config(&format!(
-            "[http]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n{CLIENT}"
-        ))
-        .unwrap_err();
+        let e = parse_config(&format!("[http]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n{CLIENT}")).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("smsgate.toml"), "{msg}");
         assert!(msg.contains("listne"), "{msg}");
@@ -501,20 +450,15 @@ mod tests {
     #[test]
     fn rules_validate_links() {
         let f = Path::new("smpp_rules.toml");
-        let ok = "[links.100]\nhost = \"127.0.0.1\"\nport = 2775\nsystem_id = \"gw\"\npassword = \"pw\"\nesme_rate = 100\n";
+        let ok =
+            "[links.100]\nhost = \"127.0.0.1\"\nport = 2775\nsystem_id = \"gw\"\npassword = \"pw\"\nesme_rate = 100\n";
         let r: Rules = parse(f, ok).unwrap();
         validate_rules(f, &r).unwrap();
         assert_eq!(r.links["100"].window, 64);
         let bad = ok.replace("esme_rate = 100", "esme_rate = 0");
         let r: Rules = parse(f, &bad).unwrap();
-        assert_eq!(
-            validate_rules(f, &r).unwrap_err().key,
-            "links.100.esme_rate"
-        );
+        assert_eq!(validate_rules(f, &r).unwrap_err().key, "links.100.esme_rate");
         let typo = format!("{ok}sesions = 2\n");
-        assert_eq!(
-            parse::<Rules>(f, &typo).unwrap_err().key,
-            "links.100.sesions"
-        );
+        assert_eq!(parse::<Rules>(f, &typo).unwrap_err().key, "links.100.sesions");
     }
 }

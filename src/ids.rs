@@ -45,8 +45,7 @@ impl Serialize for MessageId {
 impl<'de> Deserialize<'de> for MessageId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        MessageId::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom("message id must be 16 hex digits"))
+        MessageId::parse(&s).ok_or_else(|| serde::de::Error::custom("message id must be 16 hex digits"))
     }
 }
 
@@ -68,11 +67,7 @@ impl IdGenerator {
     pub fn new(node: u8, shard: usize) -> Self {
         let node = u64::from(node) & ((1 << Self::NODE_BITS) - 1);
         let shard = (shard as u64) & ((1 << Self::SHARD_BITS) - 1);
-        IdGenerator {
-            origin: ((node << Self::SHARD_BITS) | shard) << Self::SEQ_BITS,
-            last_ms: 0,
-            seq: 0,
-        }
+        IdGenerator { origin: ((node << Self::SHARD_BITS) | shard) << Self::SEQ_BITS, last_ms: 0, seq: 0 }
     }
 
     /// Next id; `now_unix_ms` is injected so tests drive the clock.
@@ -86,9 +81,7 @@ impl IdGenerator {
             self.last_ms += 1;
             self.seq = 0;
         }
-        let id = (self.last_ms << (Self::SEQ_BITS + Self::SHARD_BITS + Self::NODE_BITS))
-            | self.origin
-            | self.seq;
+        let id = (self.last_ms << (Self::SEQ_BITS + Self::SHARD_BITS + Self::NODE_BITS)) | self.origin | self.seq;
         self.seq += 1;
         MessageId(id)
     }
@@ -165,9 +158,8 @@ impl Msisdn {
     /// Accepts `+` followed by 8 to 15 digits, the first not 0 (E.164).
     pub fn parse_e164(s: &str) -> Option<Self> {
         let digits = s.strip_prefix('+')?;
-        let ok = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let ok =
+            (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         ok.then(|| Msisdn(digits.to_owned()))
     }
 
@@ -215,18 +207,8 @@ mod tests {
 
     #[test]
     fn e164_numbers() {
-        assert_eq!(
-            Msisdn::parse_e164("+4915112345678").unwrap().digits(),
-            "4915112345678"
-        );
-        for bad in [
-            "4915112345678",
-            "+0491511",
-            "+49151abc5678",
-            "+1234567",
-            "+1234567890123456",
-            "+",
-        ] {
+        assert_eq!(Msisdn::parse_e164("+4915112345678").unwrap().digits(), "4915112345678");
+        for bad in ["4915112345678", "+0491511", "+49151abc5678", "+1234567", "+1234567890123456", "+"] {
             assert!(Msisdn::parse_e164(bad).is_none(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@
 
 use crate::clock::Clock;
 use crate::ids::{LinkId, SmscMessageId};
+use crate::smpp::link::LinkTable;
 use crate::smpp::pdu::{tag, CommandStatus, Sm};
 use crate::smpp::receipt::{self, FinalState};
 use crate::smpp::session::Inbound;
@@ -15,6 +16,7 @@ use crate::state::writer::StateHandle;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// esm_class bits 2-5 (SMPP 3.4 5.2.12): 0x04 marks an SMSC delivery receipt.
 const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
@@ -23,11 +25,13 @@ const ESM_CLASS_RECEIPT: u8 = 0x04;
 pub struct InboundHandler {
     state: StateHandle,
     clock: Rc<dyn Clock>,
+    /// For each link's `receipt_id_format`.
+    links: Arc<LinkTable>,
 }
 
 impl InboundHandler {
-    pub fn new(state: StateHandle, clock: Rc<dyn Clock>) -> Self {
-        InboundHandler { state, clock }
+    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Arc<LinkTable>) -> Self {
+        InboundHandler { state, clock, links }
     }
 }
 
@@ -37,8 +41,13 @@ impl Inbound for InboundHandler {
             tracing::warn!(%link, "inbound message (MO) refused: MO routing is not available yet");
             return Box::pin(async { CommandStatus::RX_T_APPN });
         }
+        let id_format = self.links.get(link).map(|e| e.settings.receipt_id_format).unwrap_or_default();
         let r = match to_receipt(link, &sm, self.clock.now_ms()) {
-            Parsed::Final(r) => r,
+            Parsed::Final(mut r) => {
+                r.smsc_message_id =
+                    SmscMessageId::new(&receipt::id_as_submitted(r.smsc_message_id.as_str(), id_format));
+                r
+            }
             Parsed::Intermediate => {
                 tracing::debug!(%link, "intermediate receipt (ENROUTE/ACCEPTD) acknowledged");
                 return Box::pin(async { CommandStatus::ROK });
@@ -77,12 +86,7 @@ enum Parsed {
 /// The TLVs win over the receipt text, whose format varies by vendor.
 fn to_receipt(link: &LinkId, sm: &Sm, now_ms: u64) -> Parsed {
     let text = receipt::parse(&sm.short_message);
-    let Some(id) = sm
-        .tlv(tag::RECEIPTED_MESSAGE_ID)
-        .map(c_string)
-        .filter(|s| !s.is_empty())
-        .or(text.id)
-    else {
+    let Some(id) = sm.tlv(tag::RECEIPTED_MESSAGE_ID).map(c_string).filter(|s| !s.is_empty()).or(text.id) else {
         return Parsed::Unusable;
     };
     let state = sm

@@ -36,11 +36,7 @@ fn main() -> ExitCode {
         }
     };
     if check {
-        println!(
-            "{}: ok; {}: ok",
-            loaded.config_file.display(),
-            loaded.rules_file.display()
-        );
+        println!("{}: ok; {}: ok", loaded.config_file.display(), loaded.rules_file.display());
         return ExitCode::SUCCESS;
     }
     if let Err(e) = smsgate::observe::init_logging(&loaded.config.log) {

@@ -11,10 +11,7 @@ pub fn init_logging(cfg: &LogConfig) -> Result<(), String> {
         _ => EnvFilter::try_new(&cfg.level),
     }
     .map_err(|e| format!("log.level: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let result = match cfg.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -8,21 +8,24 @@
 //! HTTP (and later gRPC) answer.
 
 pub mod auth;
+pub mod limit;
 pub mod parse;
+pub mod record;
 pub mod route;
 pub mod submit;
 
 use crate::clock::Clock;
 use crate::ids::{ClientId, IdGenerator, LinkId, MessageId, SmscMessageId};
+use crate::smpp::concat;
 use crate::smpp::link::LinkTable;
-use crate::smpp::pdu::{CommandStatus, Sm};
+use crate::smpp::pdu::CommandStatus;
 use crate::state::record::{MessageRecord, Status, Transition};
 use crate::state::store::StoreError;
 use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
 use parse::{ParseError, SubmitRequest};
 use route::{RouteError, Router};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use submit::{SubmitFailure, Submitter};
@@ -76,7 +79,11 @@ pub struct Submitted {
     pub id: MessageId,
     pub status: Status,
     pub link: LinkId,
+    /// The first part's SMSC id.
     pub smsc_message_id: SmscMessageId,
+    /// Every part's SMSC id, when the text went in more than one submit_sm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smsc_message_ids: Option<Vec<SmscMessageId>>,
     pub segments: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ref: Option<String>,
@@ -85,6 +92,8 @@ pub struct Submitted {
 /// One shard's outbound pipeline.
 pub struct Pipeline {
     ids: RefCell<IdGenerator>,
+    /// Reference number of the next concatenated message's UDH (8 or 16 bits used).
+    concat_ref: Cell<u16>,
     clock: Rc<dyn Clock>,
     auth: Arc<Auth>,
     router: Router,
@@ -101,14 +110,7 @@ impl Pipeline {
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline {
-            ids: RefCell::new(ids),
-            clock,
-            auth,
-            router,
-            submitter,
-            state,
-        }
+        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, router, submitter, state }
     }
 
     pub fn links(&self) -> &LinkTable {
@@ -116,11 +118,7 @@ impl Pipeline {
     }
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
-    pub async fn submit_json(
-        &self,
-        authorization: Option<&[u8]>,
-        body: &[u8],
-    ) -> Result<Submitted, Rejection> {
+    pub async fn submit_json(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
         let req = parse::parse_submit(body)?;
         let client = self.authenticate(authorization)?;
         self.submit(client, req).await
@@ -132,15 +130,19 @@ impl Pipeline {
     }
 
     /// Stages 3-8 for a parsed (stage 1) and authenticated (stage 2) request.
-    pub async fn submit(
-        &self,
-        client: ClientId,
-        req: SubmitRequest,
-    ) -> Result<Submitted, Rejection> {
+    pub async fn submit(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
         let link = self.router.route(&req.target)?;
+        let settings = self.router.links().get(&link).map(|e| e.settings).unwrap_or_default();
         let accepted_at = self.clock.now_ms();
         let id = self.ids.borrow_mut().next(accepted_at);
-        let outcome = self.submitter.submit(&link, submit_sm(&req)).await;
+        let reference = self.concat_ref.get();
+        self.concat_ref.set(reference.wrapping_add(1));
+        let parts = submit::parts(&req, settings.long_messages, reference);
+        let segments = concat::segments(&req.text, settings.long_messages);
+        let results = self.submitter.submit(&link, parts).await.map_err(Rejection::NotSubmitted)?;
+        if let Some(Err(e)) = results.first().filter(|r| matches!(r, Err(e) if e.never_sent())) {
+            return Err(Rejection::NotSubmitted(SubmitFailure::Smpp(e.clone())));
+        }
         let mut record = MessageRecord {
             id,
             client,
@@ -148,43 +150,22 @@ impl Pipeline {
             from: req.from.addr,
             link: link.clone(),
             client_ref: req.client_ref,
-            segments: 1,
-            smsc_message_id: None,
+            segments: segments as u16,
+            parts: Vec::new(),
             status: Status::Accepted,
             transitions: vec![Transition::at(Status::Accepted, accepted_at)],
         };
-        let now = self.clock.now_ms();
-        let rejection = match outcome {
-            Ok(r) if r.status.is_ok() => {
-                record.smsc_message_id = Some(SmscMessageId::new(&r.message_id));
-                record.push(Transition::at(Status::Submitted, now));
-                None
-            }
-            Ok(r) => {
-                record.push(Transition {
-                    command_status: Some(r.status.0),
-                    ..Transition::at(Status::Rejected, now)
-                });
-                Some(Rejection::SmscRejected {
-                    id,
-                    status: r.status,
-                })
-            }
-            Err(SubmitFailure::Smpp(e)) if !e.never_sent() => {
-                tracing::warn!(%id, %link, error = %e, "submit outcome unknown");
-                record.push(Transition::at(Status::Unknown, now));
-                Some(Rejection::SmscTimeout { id })
-            }
-            Err(e) => return Err(Rejection::NotSubmitted(e)),
-        };
+        let outcome = record::apply_results(&mut record, &results, self.clock.now_ms());
+        if outcome == record::Outcome::Unknown {
+            tracing::warn!(%id, %link, "submit outcome unknown");
+        }
         let answer = Submitted {
             id,
             status: record.status,
             link,
-            smsc_message_id: record
-                .smsc_message_id
-                .clone()
-                .unwrap_or_else(|| SmscMessageId::new("")),
+            smsc_message_id: record.first_smsc_id().cloned().unwrap_or_else(|| SmscMessageId::new("")),
+            smsc_message_ids: (record.parts.len() > 1)
+                .then(|| record.parts.iter().filter_map(|p| p.smsc_message_id.clone()).collect()),
             segments: record.segments,
             client_ref: record.client_ref.clone(),
         };
@@ -192,9 +173,10 @@ impl Pipeline {
             tracing::error!(%id, error = %e, "record not kept; the client gets no id");
             return Err(Rejection::State(e));
         }
-        match rejection {
-            Some(r) => Err(r),
-            None => Ok(answer),
+        match outcome {
+            record::Outcome::Submitted => Ok(answer),
+            record::Outcome::Rejected(status) => Err(Rejection::SmscRejected { id, status }),
+            record::Outcome::Unknown => Err(Rejection::SmscTimeout { id }),
         }
     }
 
@@ -205,29 +187,5 @@ impl Pipeline {
             Some(rec) if rec.client == *client => Ok(rec),
             _ => Err(Rejection::MessageNotFound),
         }
-    }
-}
-
-/// The submit_sm for a validated request; a receipt is always requested.
-fn submit_sm(req: &SubmitRequest) -> Sm {
-    Sm {
-        service_type: String::new(),
-        source_addr_ton: req.from.ton,
-        source_addr_npi: req.from.npi,
-        source_addr: req.from.addr.clone(),
-        dest_addr_ton: 1,
-        dest_addr_npi: 1,
-        destination_addr: req.to.digits().to_owned(),
-        esm_class: 0,
-        protocol_id: 0,
-        priority_flag: 0,
-        schedule_delivery_time: String::new(),
-        validity_period: String::new(),
-        registered_delivery: 1,
-        replace_if_present_flag: 0,
-        data_coding: req.text.data_coding,
-        sm_default_msg_id: 0,
-        short_message: req.text.bytes.clone(),
-        tlvs: Vec::new(),
     }
 }

@@ -51,40 +51,24 @@ fn thousand_messages_are_submitted_and_delivered() {
     }
     let ids = ids.lock().unwrap().clone();
     assert_eq!(ids.len(), 1000);
-    assert_eq!(
-        ids.iter().collect::<HashSet<_>>().len(),
-        1000,
-        "ids are unique"
-    );
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000, "ids are unique");
 
     let agent = agent();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut pending: Vec<String> = ids.clone();
     while !pending.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{} messages not delivered in 30 s",
-            pending.len()
-        );
+        assert!(Instant::now() < deadline, "{} messages not delivered in 30 s", pending.len());
         pending.retain(|id| {
             let (code, rec) = get_message(&agent, &gw, API_KEY, id);
             assert_eq!(code, 200, "{id}: {rec}");
             if status_of(&rec) != "delivered" {
                 return true;
             }
-            let steps: Vec<&str> = rec["transitions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["status"].as_str().unwrap())
-                .collect();
+            let steps: Vec<&str> =
+                rec["transitions"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
             assert_eq!(steps, ["accepted", "submitted", "delivered"], "{rec}");
-            let times: Vec<u64> = rec["transitions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["at_ms"].as_u64().unwrap())
-                .collect();
+            let times: Vec<u64> =
+                rec["transitions"].as_array().unwrap().iter().map(|t| t["at_ms"].as_u64().unwrap()).collect();
             assert!(times.windows(2).all(|w| w[0] <= w[1]), "{rec}");
             assert_eq!(rec["link"], "100");
             assert_eq!(rec["client"], "acme");
@@ -96,10 +80,7 @@ fn thousand_messages_are_submitted_and_delivered() {
     }
     assert!(gw.terminate().success());
     let counters = sim.stop();
-    assert!(
-        counters.contains("submit_sm=1000"),
-        "sim counters: {counters}"
-    );
+    assert!(counters.contains("submit_sm=1000"), "sim counters: {counters}");
 }
 
 /// kill -9 during a load, restart: every id answered before the kill is found.
@@ -192,10 +173,7 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
-    assert!(
-        log.contains("unbound"),
-        "sessions were unbound at shutdown: {log}"
-    );
+    assert!(log.contains("unbound"), "sessions were unbound at shutdown: {log}");
     for t in threads {
         let (code, body) = t.join().unwrap();
         assert_eq!(code, 200, "{body}");

@@ -8,16 +8,8 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-fn raw(
-    agent: &ureq::Agent,
-    gw: &Gateway,
-    auth: Option<&str>,
-    content_type: &str,
-    body: &[u8],
-) -> (u16, Value) {
-    let mut req = agent
-        .post(&gw.url("/api/v1/messages"))
-        .header("Content-Type", content_type);
+fn raw(agent: &ureq::Agent, gw: &Gateway, auth: Option<&str>, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let mut req = agent.post(&gw.url("/api/v1/messages")).header("Content-Type", content_type);
     if let Some(a) = auth {
         req = req.header("Authorization", a);
     }
@@ -30,12 +22,7 @@ fn assert_error(got: (u16, Value), status: u16, code: &str, field: Option<&str>)
     let (s, body) = got;
     assert_eq!(s, status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     if let Some(f) = field {
         assert_eq!(body["error"]["field"], f, "{body}");
     }
@@ -53,178 +40,70 @@ fn bad_input_is_refused_precisely_and_reaches_no_smsc() {
     let good = json!({"to": "+4915112345678", "from": "ACME", "text": "hi", "link": "100"});
 
     // 400: malformed or invalid input.
-    assert_error(
-        raw(&a, &gw, auth, json_ct, b"{\"to\":"),
-        400,
-        "invalid_json",
-        None,
-    );
-    assert_error(
-        raw(&a, &gw, auth, json_ct, b"not json"),
-        400,
-        "invalid_json",
-        None,
-    );
+    assert_error(raw(&a, &gw, auth, json_ct, b"{\"to\":"), 400, "invalid_json", None);
+    assert_error(raw(&a, &gw, auth, json_ct, b"not json"), 400, "invalid_json", None);
     let mut unknown = good.clone();
     unknown["colour"] = json!("red");
+    assert_error(submit(&a, &gw, API_KEY, &unknown), 400, "unknown_field", Some("colour"));
     assert_error(
-        submit(&a, &gw, API_KEY, &unknown),
-        400,
-        "unknown_field",
-        Some("colour"),
-    );
-    assert_error(
-        submit(
-            &a,
-            &gw,
-            API_KEY,
-            &json!({"from": "ACME", "text": "hi", "link": "100"}),
-        ),
+        submit(&a, &gw, API_KEY, &json!({"from": "ACME", "text": "hi", "link": "100"})),
         400,
         "missing_field",
         Some("to"),
     );
     let mut bad_number = good.clone();
     bad_number["to"] = json!("+49-151");
-    assert_error(
-        submit(&a, &gw, API_KEY, &bad_number),
-        400,
-        "invalid_number",
-        Some("to"),
-    );
+    assert_error(submit(&a, &gw, API_KEY, &bad_number), 400, "invalid_number", Some("to"));
     bad_number["to"] = json!(4915112345678u64);
-    assert_error(
-        submit(&a, &gw, API_KEY, &bad_number),
-        400,
-        "invalid_field",
-        None,
-    );
+    assert_error(submit(&a, &gw, API_KEY, &bad_number), 400, "invalid_field", None);
     let mut empty = good.clone();
     empty["text"] = json!("");
-    assert_error(
-        submit(&a, &gw, API_KEY, &empty),
-        400,
-        "empty_text",
-        Some("text"),
-    );
+    assert_error(submit(&a, &gw, API_KEY, &empty), 400, "empty_text", Some("text"));
     let mut long = good.clone();
-    long["text"] = json!("x".repeat(161));
-    assert_error(
-        submit(&a, &gw, API_KEY, &long),
-        400,
-        "text_too_long",
-        Some("text"),
-    );
+    long["text"] = json!("x".repeat(153 * 16 + 1));
+    assert_error(submit(&a, &gw, API_KEY, &long), 400, "text_too_long", Some("text"));
     let mut sender = good.clone();
     sender["from"] = json!("WAY-TOO-LONG-SENDER");
+    assert_error(submit(&a, &gw, API_KEY, &sender), 400, "invalid_sender", Some("from"));
     assert_error(
-        submit(&a, &gw, API_KEY, &sender),
-        400,
-        "invalid_sender",
-        Some("from"),
-    );
-    assert_error(
-        submit(
-            &a,
-            &gw,
-            API_KEY,
-            &json!({"to": "+4915112345678", "from": "ACME", "text": "hi"}),
-        ),
+        submit(&a, &gw, API_KEY, &json!({"to": "+4915112345678", "from": "ACME", "text": "hi"})),
         400,
         "missing_target",
         Some("link"),
     );
 
     // 401: no key, malformed header, unknown key.
+    assert_error(raw(&a, &gw, None, json_ct, good.to_string().as_bytes()), 401, "unauthorized", None);
     assert_error(
-        raw(&a, &gw, None, json_ct, good.to_string().as_bytes()),
+        raw(&a, &gw, Some("Basic YWxhZGRpbjpvcGVu"), json_ct, good.to_string().as_bytes()),
         401,
         "unauthorized",
         None,
     );
-    assert_error(
-        raw(
-            &a,
-            &gw,
-            Some("Basic YWxhZGRpbjpvcGVu"),
-            json_ct,
-            good.to_string().as_bytes(),
-        ),
-        401,
-        "unauthorized",
-        None,
-    );
-    assert_error(
-        submit(&a, &gw, "wrong-key-0123456789abcdef", &good),
-        401,
-        "unauthorized",
-        None,
-    );
+    assert_error(submit(&a, &gw, "wrong-key-0123456789abcdef", &good), 401, "unauthorized", None);
 
     // 404: unknown link, unknown pool, unknown message, unknown path.
     let mut unknown_link = good.clone();
     unknown_link["link"] = json!("999");
+    assert_error(submit(&a, &gw, API_KEY, &unknown_link), 404, "unknown_link", Some("link"));
     assert_error(
-        submit(&a, &gw, API_KEY, &unknown_link),
-        404,
-        "unknown_link",
-        Some("link"),
-    );
-    assert_error(
-        submit(
-            &a,
-            &gw,
-            API_KEY,
-            &json!({"to": "+4915112345678", "from": "ACME", "text": "hi", "pool": "eu"}),
-        ),
+        submit(&a, &gw, API_KEY, &json!({"to": "+4915112345678", "from": "ACME", "text": "hi", "pool": "eu"})),
         404,
         "unknown_pool",
         Some("pool"),
     );
-    assert_error(
-        get_message(&a, &gw, API_KEY, "00000000deadbeef"),
-        404,
-        "message_not_found",
-        None,
-    );
-    assert_error(
-        get_message(&a, &gw, API_KEY, "not-an-id"),
-        400,
-        "invalid_id",
-        Some("id"),
-    );
+    assert_error(get_message(&a, &gw, API_KEY, "00000000deadbeef"), 404, "message_not_found", None);
+    assert_error(get_message(&a, &gw, API_KEY, "not-an-id"), 400, "invalid_id", Some("id"));
     let mut r = a.get(&gw.url("/api/v2/nothing")).call().unwrap();
-    assert_error(
-        (r.status().as_u16(), r.body_mut().read_json().unwrap()),
-        404,
-        "not_found",
-        None,
-    );
+    assert_error((r.status().as_u16(), r.body_mut().read_json().unwrap()), 404, "not_found", None);
 
     // 405, 413, 415.
     let mut r = a.delete(&gw.url("/api/v1/messages")).call().unwrap();
-    assert_error(
-        (r.status().as_u16(), r.body_mut().read_json().unwrap()),
-        405,
-        "method_not_allowed",
-        None,
-    );
-    let huge = format!(
-        "{{\"to\":\"+4915112345678\",\"from\":\"ACME\",\"link\":\"100\",\"text\":\"{}\"}}",
-        "x".repeat(5000)
-    );
-    assert_error(
-        raw(&a, &gw, auth, json_ct, huge.as_bytes()),
-        413,
-        "body_too_large",
-        None,
-    );
-    assert_error(
-        raw(&a, &gw, auth, "text/plain", good.to_string().as_bytes()),
-        415,
-        "unsupported_media_type",
-        None,
-    );
+    assert_error((r.status().as_u16(), r.body_mut().read_json().unwrap()), 405, "method_not_allowed", None);
+    let huge =
+        format!("{{\"to\":\"+4915112345678\",\"from\":\"ACME\",\"link\":\"100\",\"text\":\"{}\"}}", "x".repeat(5000));
+    assert_error(raw(&a, &gw, auth, json_ct, huge.as_bytes()), 413, "body_too_large", None);
+    assert_error(raw(&a, &gw, auth, "text/plain", good.to_string().as_bytes()), 415, "unsupported_media_type", None);
 
     // Bad input changed nothing: the SMSC saw no submit_sm at all.
     assert!(gw.terminate().success());
@@ -242,12 +121,7 @@ fn a_client_cannot_read_another_clients_message() {
     assert_eq!(code, 200, "{v}");
     let id = v["id"].as_str().unwrap();
     assert_eq!(get_message(&a, &gw, API_KEY, id).0, 200);
-    assert_error(
-        get_message(&a, &gw, OTHER_KEY, id),
-        404,
-        "message_not_found",
-        None,
-    );
+    assert_error(get_message(&a, &gw, OTHER_KEY, id), 404, "message_not_found", None);
 }
 
 /// 502 SMSC refused (with the command_status, the record kept), 504 no answer in time
@@ -267,11 +141,7 @@ fn smsc_failures_map_to_502_503_504() {
     // Wait until link 100 is bound (link "down" never binds).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while submit(&a, &gw, API_KEY, &message("+4915112345678", "100")).0 != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "link 100 never bound; log:\n{}",
-            gw.log()
-        );
+        assert!(std::time::Instant::now() < deadline, "link 100 never bound; log:\n{}", gw.log());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
@@ -307,19 +177,17 @@ fn a_bad_config_names_file_and_key_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("smsgate.toml") && err.contains("http.lisen"),
-        "{err}"
-    );
+    assert!(err.contains("smsgate.toml") && err.contains("http.lisen"), "{err}");
 
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, "[links.100]\nhost = \"127.0.0.1\"\nport = 2775\nsystem_id = \"gw\"\npassword = \"pw\"\nesme_rate = 0\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[links.100]\nhost = \"127.0.0.1\"\nport = 2775\nsystem_id = \"gw\"\npassword = \"pw\"\nesme_rate = 0\n",
+    )
+    .unwrap();
     std::fs::write(
         &config,
-        format!(
-            "[smpp]\nrules_file = \"{}\"\n[[clients]]\nname = \"a\"\napi_key = \"{API_KEY}\"\n",
-            rules.display()
-        ),
+        format!("[smpp]\nrules_file = \"{}\"\n[[clients]]\nname = \"a\"\napi_key = \"{API_KEY}\"\n", rules.display()),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
@@ -328,8 +196,5 @@ fn a_bad_config_names_file_and_key_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("rules.toml") && err.contains("links.100.esme_rate"),
-        "{err}"
-    );
+    assert!(err.contains("rules.toml") && err.contains("links.100.esme_rate"), "{err}");
 }

@@ -30,39 +30,26 @@ impl Sim {
             .expect("smsc-sim starts");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
         let addr = line
             .trim()
             .strip_prefix("smsc-sim listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         let stderr = child.stderr.take();
-        Sim {
-            child,
-            addr,
-            stderr,
-        }
+        Sim { child, addr, stderr }
     }
 
     fn connect(&self) -> Client {
         let stream = TcpStream::connect(&self.addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            input: Vec::new(),
-            sequence: 0,
-        }
+        Client { stream, input: Vec::new(), sequence: 0 }
     }
 
     /// Sends SIGTERM and returns everything the simulator wrote to stderr.
     fn terminate(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
         assert!(status.success());
         let mut stderr = self.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
@@ -71,10 +58,7 @@ impl Sim {
             let read = stderr.read_to_string(&mut text);
             tx.send(read.map(|_| text)).ok();
         });
-        let text = rx
-            .recv_timeout(PATIENCE)
-            .expect("sim exits on SIGTERM")
-            .unwrap();
+        let text = rx.recv_timeout(PATIENCE).expect("sim exits on SIGTERM").unwrap();
         let exit = self.child.wait().expect("wait");
         assert!(exit.success(), "{exit:?}");
         text
@@ -205,45 +189,24 @@ fn submits_get_responses_and_receipts() {
     let seqs: Vec<u32> = responses.iter().map(|pdu| pdu.sequence).collect();
     assert_eq!(seqs, [first, rejected, third]);
     let statuses: Vec<CommandStatus> = responses.iter().map(|pdu| pdu.status).collect();
-    assert_eq!(
-        statuses,
-        [
-            CommandStatus::ROK,
-            CommandStatus::RSUBMITFAIL,
-            CommandStatus::ROK
-        ]
-    );
+    assert_eq!(statuses, [CommandStatus::ROK, CommandStatus::RSUBMITFAIL, CommandStatus::ROK]);
     let (id1, id3) = (message_id(&responses[0]), message_id(&responses[2]));
-    assert_eq!(
-        message_id(&responses[1]),
-        "",
-        "a rejected submit has no message_id"
-    );
+    assert_eq!(message_id(&responses[1]), "", "a rejected submit has no message_id");
     assert_ne!(id1, id3);
     for id in [id1, id3] {
         assert!(!id.starts_with('0'), "{id}");
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-            "{id}"
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
     }
 
     receipts.sort_by_key(|sm| sm.source_addr.clone());
-    for (sm, id, destination, text) in [
-        (&receipts[0], id1, "491701111111", "Hi"),
-        (&receipts[1], id3, "491702222222", &long_text[..20]),
-    ] {
+    for (sm, id, destination, text) in
+        [(&receipts[0], id1, "491701111111", "Hi"), (&receipts[1], id3, "491702222222", &long_text[..20])]
+    {
         assert_eq!(sm.esm_class, 0x04);
-        assert_eq!(
-            sm.source_addr, destination,
-            "a receipt comes from the handset"
-        );
+        assert_eq!(sm.source_addr, destination, "a receipt comes from the handset");
         assert_eq!(sm.destination_addr, "SMSGATE");
         assert_eq!(sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some(id));
-        let state = sm
-            .tlv_u8(tag::MESSAGE_STATE)
-            .and_then(FinalState::from_message_state_tlv);
+        let state = sm.tlv_u8(tag::MESSAGE_STATE).and_then(FinalState::from_message_state_tlv);
         assert_eq!(state, Some(FinalState::Delivered));
         let parsed = receipt::parse(&sm.short_message);
         assert_eq!(parsed.id.as_deref(), Some(id));
@@ -273,24 +236,12 @@ fn submits_get_responses_and_receipts() {
 
 #[test]
 fn binds_states_and_blackholes() {
-    let sim = Sim::start(&[
-        "--system-id",
-        "gw",
-        "--password",
-        "pw",
-        "--blackhole",
-        "4911",
-        "--dlr-delay-ms",
-        "0",
-    ]);
+    let sim = Sim::start(&["--system-id", "gw", "--password", "pw", "--blackhole", "4911", "--dlr-delay-ms", "0"]);
     let mut client = sim.connect();
 
     let early = client.submit("491700000000", "too early", 0);
     let resp = client.recv();
-    assert_eq!(
-        (resp.sequence, resp.status),
-        (early, CommandStatus::RINVBNDSTS)
-    );
+    assert_eq!((resp.sequence, resp.status), (early, CommandStatus::RINVBNDSTS));
 
     let wrong_pw = client.bind(Body::BindTransmitter, "gw", "nope");
     assert_eq!(wrong_pw.status, CommandStatus::RINVPASWD);
@@ -314,10 +265,7 @@ fn binds_states_and_blackholes() {
     client.stream.write_all(&unknown).unwrap();
     let nack = client.recv();
     assert_eq!(nack.body, Body::GenericNack);
-    assert_eq!(
-        (nack.sequence, nack.status),
-        (0x100, CommandStatus::RINVCMDID)
-    );
+    assert_eq!((nack.sequence, nack.status), (0x100, CommandStatus::RINVCMDID));
 
     // A transmitter gets no receipt, even with registered_delivery and no delay.
     let submit = client.submit("491700000000", "no receipt", 1);
@@ -353,22 +301,10 @@ fn receipts_follow_the_dlr_mix() {
         }
     }
     let (id, sm) = (message_id_seen.unwrap(), receipt.unwrap());
-    assert_eq!(
-        sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(),
-        Some(id.as_str())
-    );
-    assert_eq!(
-        sm.tlv_u8(tag::MESSAGE_STATE),
-        Some(FinalState::Expired.message_state())
-    );
+    assert_eq!(sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some(id.as_str()));
+    assert_eq!(sm.tlv_u8(tag::MESSAGE_STATE), Some(FinalState::Expired.message_state()));
     assert!(sm.tlv(tag::NETWORK_ERROR_CODE).is_some());
     let parsed = receipt::parse(&sm.short_message);
-    assert_eq!(
-        parsed.stat.as_deref().and_then(FinalState::from_stat),
-        Some(FinalState::Expired)
-    );
-    assert_eq!(
-        (parsed.dlvrd.as_deref(), parsed.err.as_deref()),
-        (Some("000"), Some("001"))
-    );
+    assert_eq!(parsed.stat.as_deref().and_then(FinalState::from_stat), Some(FinalState::Expired));
+    assert_eq!((parsed.dlvrd.as_deref(), parsed.err.as_deref()), (Some("000"), Some("001")));
 }

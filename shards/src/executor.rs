@@ -30,9 +30,7 @@ pub fn cpus(requested: Option<&[usize]>) -> io::Result<Vec<usize>> {
             if let Some(bad) = req.iter().find(|c| !available.contains(c)) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!(
-                        "cpu {bad} is not available to this process (available: {available:?})"
-                    ),
+                    format!("cpu {bad} is not available to this process (available: {available:?})"),
                 ));
             }
             Ok(req.to_vec())
@@ -61,17 +59,11 @@ where
             .name(&format!("shard-{id}"))
             .spawn(move || async move {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                    tracing::warn!(
-                        shard = id,
-                        cpu,
-                        "could not pin shard to its cpu; running unpinned"
-                    );
+                    tracing::warn!(shard = id, cpu, "could not pin shard to its cpu; running unpinned");
                 }
                 shard(info, Shutdown::from_listener(listener)).await
             })
-            .map_err(|e| {
-                io::Error::other(format!("shard {id} on cpu {cpu} failed to start: {e}"))
-            })?;
+            .map_err(|e| io::Error::other(format!("shard {id} on cpu {cpu} failed to start: {e}")))?;
         handles.push((id, handle));
     }
     let mut first_error = None;

@@ -16,9 +16,7 @@ pub struct Mesh<T: Send + 'static> {
 
 impl<T: Send + 'static> Clone for Mesh<T> {
     fn clone(&self) -> Self {
-        Mesh {
-            builder: self.builder.clone(),
-        }
+        Mesh { builder: self.builder.clone() }
     }
 }
 
@@ -30,19 +28,14 @@ pub struct MeshSender<T: Send + 'static> {
 
 impl<T: Send + 'static> Clone for MeshSender<T> {
     fn clone(&self) -> Self {
-        MeshSender {
-            senders: self.senders.clone(),
-            me: self.me,
-        }
+        MeshSender { senders: self.senders.clone(), me: self.me }
     }
 }
 
 impl<T: Send + 'static> Mesh<T> {
     /// `capacity`: items in flight from one shard to another before `try_send` refuses.
     pub fn new(nr_shards: usize, capacity: usize) -> Self {
-        Mesh {
-            builder: MeshBuilder::full(nr_shards, capacity),
-        }
+        Mesh { builder: MeshBuilder::full(nr_shards, capacity) }
     }
 
     /// Joins the mesh (all shards must join before any returns) and spawns one receiving task
@@ -51,11 +44,8 @@ impl<T: Send + 'static> Mesh<T> {
     where
         H: Fn(usize, T) + Clone + 'static,
     {
-        let (senders, mut receivers) = self
-            .builder
-            .join()
-            .await
-            .map_err(|_| std::io::Error::other("joining the shard mesh failed"))?;
+        let (senders, mut receivers) =
+            self.builder.join().await.map_err(|_| std::io::Error::other("joining the shard mesh failed"))?;
         let me = senders.peer_id();
         for (peer, mut stream) in receivers.streams() {
             let handle = handle.clone();
@@ -66,10 +56,7 @@ impl<T: Send + 'static> Mesh<T> {
             })
             .detach();
         }
-        Ok(MeshSender {
-            senders: Rc::new(senders),
-            me,
-        })
+        Ok(MeshSender { senders: Rc::new(senders), me })
     }
 }
 
@@ -90,8 +77,7 @@ impl<T: Send + 'static> MeshSender<T> {
 
 fn give_back<T>(e: GlommioError<T>) -> T {
     match e {
-        GlommioError::Closed(ResourceType::Channel(t))
-        | GlommioError::WouldBlock(ResourceType::Channel(t)) => t,
+        GlommioError::Closed(ResourceType::Channel(t)) | GlommioError::WouldBlock(ResourceType::Channel(t)) => t,
         // Only an invalid peer index fails without the item, and `try_send` rules that out.
         other => unreachable!("mesh send to a valid peer failed without the item: {other}"),
     }

@@ -35,9 +35,7 @@ impl ShutdownTrigger {
     }
 
     pub fn subscribe(&self) -> ShutdownListener {
-        ShutdownListener {
-            shared: self.shared.clone(),
-        }
+        ShutdownListener { shared: self.shared.clone() }
     }
 
     pub fn fire(&self) {
@@ -92,12 +90,7 @@ impl Shutdown {
     /// Spawns the shard's one task that waits on the cross-thread trigger and wakes the shard's
     /// local waiters. Must be called inside the shard's executor.
     pub fn from_listener(listener: ShutdownListener) -> Self {
-        let s = Shutdown {
-            local: Rc::new(Local {
-                fired: Cell::new(false),
-                waiters: RefCell::new(Vec::new()),
-            }),
-        };
+        let s = Shutdown { local: Rc::new(Local { fired: Cell::new(false), waiters: RefCell::new(Vec::new()) }) };
         let local = s.clone();
         glommio::spawn_local(async move {
             listener.wait().await;
@@ -109,12 +102,7 @@ impl Shutdown {
 
     /// A signal that only fires when told to (tests, and shards started without signals).
     pub fn manual() -> Self {
-        Shutdown {
-            local: Rc::new(Local {
-                fired: Cell::new(false),
-                waiters: RefCell::new(Vec::new()),
-            }),
-        }
+        Shutdown { local: Rc::new(Local { fired: Cell::new(false), waiters: RefCell::new(Vec::new()) }) }
     }
 
     pub fn fire_local(&self) {
@@ -144,17 +132,12 @@ impl Shutdown {
 
 /// Fires `trigger` on the first SIGINT or SIGTERM, from a dedicated thread named "signals".
 pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "shutdown requested");
-                trigger.fire();
-            }
-        })?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "shutdown requested");
+            trigger.fire();
+        }
+    })?;
     Ok(())
 }

@@ -10,6 +10,7 @@
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
 use crate::pipeline::Pipeline;
+use crate::smpp::link::LinkTable;
 use bytes::Bytes;
 use futures_lite::future::FutureExt;
 use glommio::net::TcpListener;
@@ -31,19 +32,10 @@ pub struct HttpSettings {
 /// Accepts connections until shutdown, then lets every open connection finish its in-flight
 /// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns once
 /// all have closed.
-pub async fn serve(
-    listener: TcpListener,
-    pipeline: Rc<Pipeline>,
-    settings: Rc<HttpSettings>,
-    shutdown: Shutdown,
-) {
+pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<HttpSettings>, shutdown: Shutdown) {
     let connections = Gate::new();
     let mut builder = auto::Builder::new(ShardExecutor);
-    builder
-        .http1()
-        .timer(ShardTimer)
-        .header_read_timeout(settings.header_read_timeout)
-        .keep_alive(true);
+    builder.http1().timer(ShardTimer).header_read_timeout(settings.header_read_timeout).keep_alive(true);
     builder.http2().timer(ShardTimer);
     let builder = Rc::new(builder);
     loop {
@@ -65,39 +57,32 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
         }
-        let (pipeline, settings, builder, shutdown) = (
-            pipeline.clone(),
-            settings.clone(),
-            builder.clone(),
-            shutdown.clone(),
-        );
-        let spawned =
-            connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (pipeline, settings) = (pipeline.clone(), settings.clone());
-                    async move {
-                        Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await)
-                    }
-                });
-                let conn = builder.serve_connection(Io(stream), service);
-                let mut conn = std::pin::pin!(conn);
-                let finished = async { Some(conn.as_mut().await) }
-                    .or(async {
-                        shutdown.wait().await;
-                        None
-                    })
-                    .await;
-                let result = match finished {
-                    Some(r) => r,
-                    None => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
+        let (pipeline, settings, builder, shutdown) =
+            (pipeline.clone(), settings.clone(), builder.clone(), shutdown.clone());
+        let spawned = connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (pipeline, settings) = (pipeline.clone(), settings.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await) }
             });
+            let conn = builder.serve_connection(Io(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let finished = async { Some(conn.as_mut().await) }
+                .or(async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let result = match finished {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
         match spawned {
             // A dropped glommio task is cancelled: detach it, the gate still tracks it.
             Ok(task) => {
@@ -112,11 +97,7 @@ pub async fn serve(
     }
 }
 
-async fn route(
-    req: Request<Incoming>,
-    pipeline: &Pipeline,
-    settings: &HttpSettings,
-) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let result = match (req.method(), segments.as_slice()) {
@@ -127,9 +108,7 @@ async fn route(
                 Ok(client) => pipeline.message(&client, id).await,
                 Err(r) => Err(r),
             };
-            found
-                .map(|rec| json_response(StatusCode::OK, &rec))
-                .map_err(ErrorReply::from)
+            found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
         }
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
         (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
@@ -146,11 +125,11 @@ fn health(pipeline: &Pipeline) -> serde_json::Value {
     let links: serde_json::Map<String, serde_json::Value> = pipeline
         .links()
         .iter()
-        .map(|(link, slots)| {
-            let bound = slots.iter().filter(|s| s.is_bound()).count();
+        .map(|(link, entry)| {
+            let bound = entry.slots.iter().filter(|s| s.is_bound()).count();
             (
                 link.to_string(),
-                serde_json::json!({"sessions": slots.len(), "sessions_bound": bound}),
+                serde_json::json!({"sessions": entry.slots.len(), "sessions_bound": bound, "state": entry.state(LinkTable::now_ms())}),
             )
         })
         .collect();
@@ -170,18 +149,13 @@ async fn submit(
         }
     }
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, settings.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                HttpError::BodyTooLarge {
-                    limit: settings.max_body_bytes,
-                }
-            } else {
-                HttpError::BodyRead
-            }
-        })?;
+    let body = Limited::new(body, settings.max_body_bytes).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            HttpError::BodyTooLarge { limit: settings.max_body_bytes }
+        } else {
+            HttpError::BodyRead
+        }
+    })?;
     let body = body.to_bytes();
     let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
     match pipeline.submit_json(auth, &body).await {

@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 pub struct Io<S>(pub S);
 
 impl<S: AsyncRead + Unpin> hyper::rt::Read for Io<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         // SAFETY: hyper hands an uninitialised buffer; we zero it before reading into it, so
         // `read` sees initialised memory, and we advance only by the bytes it reports.
         let spare = unsafe {
@@ -41,11 +37,7 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for Io<S> {
 }
 
 impl<S: AsyncWrite + Unpin> hyper::rt::Write for Io<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 

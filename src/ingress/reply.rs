@@ -5,6 +5,7 @@ use crate::pipeline::auth::AuthError;
 use crate::pipeline::route::RouteError;
 use crate::pipeline::submit::SubmitFailure;
 use crate::pipeline::Rejection;
+use crate::smpp::pdu::CommandStatus;
 use crate::smpp::session::SubmitError;
 use crate::state::store::StoreError;
 use bytes::Bytes;
@@ -71,9 +72,7 @@ struct ErrorFields<'a> {
 impl From<HttpError> for ErrorReply {
     fn from(e: HttpError) -> Self {
         match e {
-            HttpError::NotFound => {
-                ErrorReply::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-            }
+            HttpError::NotFound => ErrorReply::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             HttpError::MethodNotAllowed => ErrorReply::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -89,11 +88,9 @@ impl From<HttpError> for ErrorReply {
                 "unsupported_media_type",
                 "Content-Type must be application/json",
             ),
-            HttpError::BodyRead => ErrorReply::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "request body could not be read",
-            ),
+            HttpError::BodyRead => {
+                ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read")
+            }
         }
     }
 }
@@ -101,7 +98,9 @@ impl From<HttpError> for ErrorReply {
 impl From<Rejection> for ErrorReply {
     fn from(r: Rejection) -> Self {
         match r {
-            Rejection::Parse(e) => ErrorReply { field: e.field, ..ErrorReply::new(StatusCode::BAD_REQUEST, e.code, e.message) },
+            Rejection::Parse(e) => {
+                ErrorReply { field: e.field, ..ErrorReply::new(StatusCode::BAD_REQUEST, e.code, e.message) }
+            }
             Rejection::Auth(e) => ErrorReply::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -120,10 +119,30 @@ impl From<Rejection> for ErrorReply {
                 ..ErrorReply::new(StatusCode::NOT_FOUND, "unknown_pool", format!("no pool named `{p}`"))
             },
             Rejection::NotSubmitted(f) => not_submitted(f),
+            Rejection::SmscRejected { id, status }
+                if status == CommandStatus::RTHROTTLED || status == CommandStatus::RMSGQFUL =>
+            {
+                ErrorReply {
+                    id: Some(id.to_string()),
+                    command_status: Some(status.0),
+                    retry_after_s: Some(1),
+                    ..ErrorReply::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "smsc_throttled",
+                        format!(
+                            "the SMSC is throttling this link ({status}); the message was not accepted, retry later"
+                        ),
+                    )
+                }
+            }
             Rejection::SmscRejected { id, status } => ErrorReply {
                 id: Some(id.to_string()),
                 command_status: Some(status.0),
-                ..ErrorReply::new(StatusCode::BAD_GATEWAY, "smsc_rejected", format!("the SMSC refused the message: {status}"))
+                ..ErrorReply::new(
+                    StatusCode::BAD_GATEWAY,
+                    "smsc_rejected",
+                    format!("the SMSC refused the message: {status}"),
+                )
             },
             Rejection::SmscTimeout { id } => ErrorReply {
                 id: Some(id.to_string()),
@@ -145,7 +164,9 @@ impl From<Rejection> for ErrorReply {
                 field: Some("id".into()),
                 ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_id", "a message id is 16 hex digits")
             },
-            Rejection::MessageNotFound => ErrorReply::new(StatusCode::NOT_FOUND, "message_not_found", "no such message"),
+            Rejection::MessageNotFound => {
+                ErrorReply::new(StatusCode::NOT_FOUND, "message_not_found", "no such message")
+            }
         }
     }
 }
@@ -156,21 +177,11 @@ fn not_submitted(f: SubmitFailure) -> ErrorReply {
         ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     };
     match f {
-        SubmitFailure::NoSession(link) => unavailable(
-            "no_session",
-            format!("link `{link}` has no bound SMPP session"),
-        ),
-        SubmitFailure::Busy => unavailable(
-            "busy",
-            "the shard that owns the session is saturated".into(),
-        ),
-        SubmitFailure::Smpp(SubmitError::WindowFull(d)) => unavailable(
-            "window_full",
-            format!(
-                "every SMPP window slot stayed busy for {} ms",
-                d.as_millis()
-            ),
-        ),
+        SubmitFailure::NoSession(link) => unavailable("no_session", format!("link `{link}` has no bound SMPP session")),
+        SubmitFailure::Busy => unavailable("busy", "the shard that owns the session is saturated".into()),
+        SubmitFailure::Smpp(SubmitError::WindowFull(d)) => {
+            unavailable("window_full", format!("every SMPP window slot stayed busy for {} ms", d.as_millis()))
+        }
         SubmitFailure::Smpp(e) => unavailable("no_session", e.to_string()),
     }
 }
@@ -192,8 +203,7 @@ pub fn error_response(e: ErrorReply) -> Response<Full<Bytes>> {
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
     }
     if e.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
 }
@@ -203,7 +213,6 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Ful
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

@@ -20,12 +20,7 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(clients: &[ClientConfig]) -> Self {
-        Auth {
-            keys: clients
-                .iter()
-                .map(|c| (c.api_key.clone(), c.name.clone()))
-                .collect(),
-        }
+        Auth { keys: clients.iter().map(|c| (c.api_key.clone(), c.name.clone())).collect() }
     }
 
     /// `header`: the raw value of the Authorization header, if any.
@@ -36,10 +31,7 @@ impl Auth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Malformed);
         }
-        self.keys
-            .get(key.trim())
-            .cloned()
-            .ok_or(AuthError::UnknownKey)
+        self.keys.get(key.trim()).cloned().ok_or(AuthError::UnknownKey)
     }
 }
 
@@ -49,38 +41,13 @@ mod tests {
 
     #[test]
     fn bearer_keys() {
-        let auth = Auth::new(&[ClientConfig {
-            name: ClientId::new("acme"),
-            api_key: "0123456789abcdef".into(),
-        }]);
-        assert_eq!(
-            auth.authenticate(Some(b"Bearer 0123456789abcdef"))
-                .unwrap()
-                .as_str(),
-            "acme"
-        );
-        assert_eq!(
-            auth.authenticate(Some(b"bearer 0123456789abcdef"))
-                .unwrap()
-                .as_str(),
-            "acme"
-        );
+        let auth = Auth::new(&[ClientConfig { name: ClientId::new("acme"), api_key: "0123456789abcdef".into() }]);
+        assert_eq!(auth.authenticate(Some(b"Bearer 0123456789abcdef")).unwrap().as_str(), "acme");
+        assert_eq!(auth.authenticate(Some(b"bearer 0123456789abcdef")).unwrap().as_str(), "acme");
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(
-            auth.authenticate(Some(b"Basic abc")),
-            Err(AuthError::Malformed)
-        );
-        assert_eq!(
-            auth.authenticate(Some(b"0123456789abcdef")),
-            Err(AuthError::Malformed)
-        );
-        assert_eq!(
-            auth.authenticate(Some(b"Bearer nope")),
-            Err(AuthError::UnknownKey)
-        );
-        assert_eq!(
-            auth.authenticate(Some(&[0xff, 0xfe])),
-            Err(AuthError::Malformed)
-        );
+        assert_eq!(auth.authenticate(Some(b"Basic abc")), Err(AuthError::Malformed));
+        assert_eq!(auth.authenticate(Some(b"0123456789abcdef")), Err(AuthError::Malformed));
+        assert_eq!(auth.authenticate(Some(b"Bearer nope")), Err(AuthError::UnknownKey));
+        assert_eq!(auth.authenticate(Some(&[0xff, 0xfe])), Err(AuthError::Malformed));
     }
 }

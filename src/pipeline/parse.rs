@@ -2,7 +2,9 @@
 //! nothing else happens.
 
 use crate::ids::{LinkId, Msisdn};
+use crate::smpp::concat;
 use crate::smpp::encoding::{self, Encoded};
+use crate::smpp::pdu::{tag, Tlv};
 use serde::Deserialize;
 
 /// The fields of a submit as a client sends them, before validation: the JSON body of
@@ -19,7 +21,33 @@ pub struct SubmitFields {
     pub pool: Option<String>,
     #[serde(default)]
     pub client_ref: Option<String>,
+    /// Optional TLVs passed through to every submit_sm of the message.
+    #[serde(default)]
+    pub tlvs: Vec<TlvField>,
 }
+
+/// `{"tag": 5126, "value": "0a0b"}`: a TLV tag (0-65535) and its value in hex.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlvField {
+    pub tag: u16,
+    pub value: String,
+}
+
+/// Most TLVs one message may carry, and the longest value (bytes).
+pub const MAX_TLVS: usize = 8;
+pub const MAX_TLV_VALUE: usize = 255;
+
+/// TLVs smsgate sets itself or that belong to receipts: a client may not pass these.
+const RESERVED_TLVS: [u16; 7] = [
+    tag::MESSAGE_PAYLOAD,
+    tag::SAR_MSG_REF_NUM,
+    tag::SAR_TOTAL_SEGMENTS,
+    tag::SAR_SEGMENT_SEQNUM,
+    tag::RECEIPTED_MESSAGE_ID,
+    tag::MESSAGE_STATE,
+    tag::NETWORK_ERROR_CODE,
+];
 
 /// Where the client asked the message to go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +72,7 @@ pub struct SubmitRequest {
     pub text: Encoded,
     pub target: Target,
     pub client_ref: Option<String>,
+    pub tlvs: Vec<Tlv>,
 }
 
 /// Why a request was refused, with the field it concerns.
@@ -57,11 +86,7 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
-        ParseError {
-            code,
-            field: Some(field.to_owned()),
-            message: message.into(),
-        }
+        ParseError { code, field: Some(field.to_owned()), message: message.into() }
     }
 }
 
@@ -75,70 +100,33 @@ pub fn parse_submit(body: &[u8]) -> Result<SubmitRequest, ParseError> {
 
 /// Validates submit fields, whatever API they came from.
 pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
-    let to = Msisdn::parse_e164(&b.to).ok_or_else(|| {
-        ParseError::new(
-            "invalid_number",
-            "to",
-            "`to` must be an E.164 number: + and 8 to 15 digits",
-        )
-    })?;
+    let to = Msisdn::parse_e164(&b.to)
+        .ok_or_else(|| ParseError::new("invalid_number", "to", "`to` must be an E.164 number: + and 8 to 15 digits"))?;
     let from = parse_sender(&b.from)?;
     if b.text.is_empty() {
-        return Err(ParseError::new(
-            "empty_text",
-            "text",
-            "`text` must not be empty",
-        ));
+        return Err(ParseError::new("empty_text", "text", "`text` must not be empty"));
     }
     let text = encoding::encode(&b.text);
-    if !text.fits_single() {
+    let segments = concat::min_segments(&text);
+    if segments > concat::MAX_SEGMENTS {
         return Err(ParseError::new(
             "text_too_long",
             "text",
             format!(
-                "`text` is {} {}; one message holds {} GSM 7-bit septets or {} UCS-2 characters",
-                text.units,
-                if text.data_coding == encoding::data_coding::GSM7 {
-                    "septets"
-                } else {
-                    "UCS-2 units"
-                },
-                encoding::GSM7_SINGLE_SEPTETS,
-                encoding::UCS2_SINGLE_UNITS
+                "`text` takes {segments} SMS segments; at most {} are allowed (153 GSM 7-bit septets or 67 UCS-2 units each)",
+                concat::MAX_SEGMENTS
             ),
         ));
     }
     let target = match (b.link, b.pool) {
         (Some(_), Some(_)) => {
-            return Err(ParseError::new(
-                "conflicting_target",
-                "pool",
-                "give either `link` or `pool`, not both",
-            ))
+            return Err(ParseError::new("conflicting_target", "pool", "give either `link` or `pool`, not both"))
         }
         (Some(l), None) if !l.is_empty() => Target::Link(LinkId::new(&l)),
         (None, Some(p)) if !p.is_empty() => Target::Pool(p),
-        (Some(_), None) => {
-            return Err(ParseError::new(
-                "missing_target",
-                "link",
-                "`link` must not be empty",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ParseError::new(
-                "missing_target",
-                "pool",
-                "`pool` must not be empty",
-            ))
-        }
-        (None, None) => {
-            return Err(ParseError::new(
-                "missing_target",
-                "link",
-                "name a `link` (or a `pool`)",
-            ))
-        }
+        (Some(_), None) => return Err(ParseError::new("missing_target", "link", "`link` must not be empty")),
+        (None, Some(_)) => return Err(ParseError::new("missing_target", "pool", "`pool` must not be empty")),
+        (None, None) => return Err(ParseError::new("missing_target", "link", "name a `link` (or a `pool`)")),
     };
     if let Some(r) = &b.client_ref {
         if r.chars().count() > MAX_CLIENT_REF || r.chars().any(char::is_control) {
@@ -149,13 +137,41 @@ pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
             ));
         }
     }
-    Ok(SubmitRequest {
-        to,
-        from,
-        text,
-        target,
-        client_ref: b.client_ref,
-    })
+    let tlvs = parse_tlvs(&b.tlvs)?;
+    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref, tlvs })
+}
+
+fn parse_tlvs(fields: &[TlvField]) -> Result<Vec<Tlv>, ParseError> {
+    if fields.len() > MAX_TLVS {
+        return Err(ParseError::new("invalid_tlv", "tlvs", format!("at most {MAX_TLVS} TLVs")));
+    }
+    fields
+        .iter()
+        .map(|f| {
+            if RESERVED_TLVS.contains(&f.tag) {
+                return Err(ParseError::new(
+                    "invalid_tlv",
+                    "tlvs",
+                    format!("TLV 0x{:04x} is set by smsgate and cannot be passed", f.tag),
+                ));
+            }
+            let value = decode_hex(&f.value).filter(|v| v.len() <= MAX_TLV_VALUE).ok_or_else(|| {
+                ParseError::new(
+                    "invalid_tlv",
+                    "tlvs",
+                    format!("TLV 0x{:04x}: `value` must be hex, at most {MAX_TLV_VALUE} bytes", f.tag),
+                )
+            })?;
+            Ok(Tlv::new(f.tag, value))
+        })
+        .collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Alphanumeric senders (up to 11 GSM characters) go with TON 5; numbers with TON 1 (with `+`)
@@ -170,30 +186,18 @@ fn parse_sender(from: &str) -> Result<Sender, ParseError> {
     };
     if let Some(digits) = from.strip_prefix('+') {
         if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(Sender {
-                addr: digits.to_owned(),
-                ton: 1,
-                npi: 1,
-            });
+            return Ok(Sender { addr: digits.to_owned(), ton: 1, npi: 1 });
         }
         return Err(bad());
     }
     if (1..=15).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(Sender {
-            addr: from.to_owned(),
-            ton: 0,
-            npi: 1,
-        });
+        return Ok(Sender { addr: from.to_owned(), ton: 0, npi: 1 });
     }
     if (1..=11).contains(&from.len())
         && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
         && !from.starts_with(' ')
     {
-        return Ok(Sender {
-            addr: from.to_owned(),
-            ton: 5,
-            npi: 0,
-        });
+        return Ok(Sender { addr: from.to_owned(), ton: 5, npi: 0 });
     }
     Err(bad())
 }
@@ -211,11 +215,7 @@ fn json_error(e: serde_json::Error) -> ParseError {
     } else {
         ("invalid_json", None)
     };
-    ParseError {
-        code,
-        field,
-        message: text,
-    }
+    ParseError { code, field, message: text }
 }
 
 #[cfg(test)]
@@ -232,18 +232,9 @@ mod tests {
 
     #[test]
     fn a_good_request() {
-        let r = ok(
-            r#"{"to":"+4915112345678","from":"ACME","text":"hi","link":"100","client_ref":"r1"}"#,
-        );
+        let r = ok(r#"{"to":"+4915112345678","from":"ACME","text":"hi","link":"100","client_ref":"r1"}"#);
         assert_eq!(r.to.digits(), "4915112345678");
-        assert_eq!(
-            r.from,
-            Sender {
-                addr: "ACME".into(),
-                ton: 5,
-                npi: 0
-            }
-        );
+        assert_eq!(r.from, Sender { addr: "ACME".into(), ton: 5, npi: 0 });
         assert_eq!(r.target, Target::Link(LinkId::new("100")));
         assert_eq!(r.client_ref.as_deref(), Some("r1"));
     }
@@ -251,26 +242,10 @@ mod tests {
     #[test]
     fn every_refusal_names_its_field() {
         let cases = [
-            (
-                r#"{"to":"+49","from":"A","text":"x","link":"1"}"#,
-                "invalid_number",
-                Some("to"),
-            ),
-            (
-                r#"{"to":"+4915112345678","from":"TOOLONGSENDER","text":"x","link":"1"}"#,
-                "invalid_sender",
-                Some("from"),
-            ),
-            (
-                r#"{"to":"+4915112345678","from":"A","text":"","link":"1"}"#,
-                "empty_text",
-                Some("text"),
-            ),
-            (
-                r#"{"to":"+4915112345678","from":"A","text":"x"}"#,
-                "missing_target",
-                Some("link"),
-            ),
+            (r#"{"to":"+49","from":"A","text":"x","link":"1"}"#, "invalid_number", Some("to")),
+            (r#"{"to":"+4915112345678","from":"TOOLONGSENDER","text":"x","link":"1"}"#, "invalid_sender", Some("from")),
+            (r#"{"to":"+4915112345678","from":"A","text":"","link":"1"}"#, "empty_text", Some("text")),
+            (r#"{"to":"+4915112345678","from":"A","text":"x"}"#, "missing_target", Some("link")),
             (
                 r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","pool":"p"}"#,
                 "conflicting_target",
@@ -281,16 +256,8 @@ mod tests {
                 "unknown_field",
                 Some("colour"),
             ),
-            (
-                r#"{"from":"A","text":"x","link":"1"}"#,
-                "missing_field",
-                Some("to"),
-            ),
-            (
-                r#"{"to":4915112345678,"from":"A","text":"x","link":"1"}"#,
-                "invalid_field",
-                None,
-            ),
+            (r#"{"from":"A","text":"x","link":"1"}"#, "missing_field", Some("to")),
+            (r#"{"to":4915112345678,"from":"A","text":"x","link":"1"}"#, "invalid_field", None),
             (r#"{"to":"+4915112345678","#, "invalid_json", None),
             ("[1,2]", "invalid_field", None),
         ];
@@ -303,16 +270,23 @@ mod tests {
 
     #[test]
     fn text_limits() {
-        let long = "a".repeat(161);
-        let e = err(&format!(
-            r#"{{"to":"+4915112345678","from":"A","text":"{long}","link":"1"}}"#
-        ));
+        let long = "a".repeat(153 * 16 + 1);
+        let e = err(&format!(r#"{{"to":"+4915112345678","from":"A","text":"{long}","link":"1"}}"#));
         assert_eq!(e.code, "text_too_long");
-        let r = ok(&format!(
-            r#"{{"to":"+4915112345678","from":"A","text":"{}","link":"1"}}"#,
-            "a".repeat(160)
-        ));
-        assert_eq!(r.text.units, 160);
+        let max = "a".repeat(153 * 16);
+        let r = ok(&format!(r#"{{"to":"+4915112345678","from":"A","text":"{max}","link":"1"}}"#));
+        assert_eq!(r.text.units, 153 * 16);
+    }
+
+    #[test]
+    fn tlvs_pass_through_unless_reserved() {
+        let r = ok(r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","tlvs":[{"tag":5126,"value":"0A0b"}]}"#);
+        assert_eq!(r.tlvs, vec![Tlv::new(5126, vec![0x0a, 0x0b])]);
+        for bad in [r#"[{"tag":1060,"value":"00"}]"#, r#"[{"tag":5126,"value":"0"}]"#, r#"[{"tag":5126,"value":"zz"}]"#]
+        {
+            let e = err(&format!(r#"{{"to":"+4915112345678","from":"A","text":"x","link":"1","tlvs":{bad}}}"#));
+            assert_eq!(e.code, "invalid_tlv", "{bad}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Stage 7: submit over a bound session of the routed link. A session owned by this shard is
 //! used directly; otherwise the submit is handed to the owning shard over the mesh.
 
+use super::parse::SubmitRequest;
 use crate::ids::LinkId;
+use crate::smpp::concat::{self, LongMessages};
 use crate::smpp::link::LinkTable;
-use crate::smpp::pdu::Sm;
+use crate::smpp::pdu::{tag, Sm, Tlv};
 use crate::smpp::session::{Session, SubmitError, SubmitResult};
 use futures_channel::oneshot;
 use shards::MeshSender;
@@ -17,8 +19,9 @@ pub enum Handoff {
     Submit {
         link: LinkId,
         index: usize,
-        sm: Box<Sm>,
-        reply: oneshot::Sender<Result<SubmitResult, SubmitError>>,
+        /// The message's parts, in order; all go over the same session.
+        parts: Vec<Sm>,
+        reply: oneshot::Sender<Vec<Result<SubmitResult, SubmitError>>>,
     },
 }
 
@@ -45,74 +48,51 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    pub fn new(
-        me: usize,
-        links: Arc<LinkTable>,
-        local: LocalSessions,
-        mesh: MeshSender<Handoff>,
-    ) -> Self {
-        Submitter {
-            me,
-            links,
-            local,
-            mesh,
-            next: Cell::new(0),
-        }
+    pub fn new(me: usize, links: Arc<LinkTable>, local: LocalSessions, mesh: MeshSender<Handoff>) -> Self {
+        Submitter { me, links, local, mesh, next: Cell::new(0) }
     }
 
-    pub async fn submit(&self, link: &LinkId, sm: Sm) -> Result<SubmitResult, SubmitFailure> {
-        let slots = self
-            .links
-            .slots(link)
-            .ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
+    /// Submits every part of one message over one session of `link`: one result per part, or
+    /// a failure before anything was sent.
+    pub async fn submit(
+        &self,
+        link: &LinkId,
+        parts: Vec<Sm>,
+    ) -> Result<Vec<Result<SubmitResult, SubmitError>>, SubmitFailure> {
+        let slots = self.links.slots(link).ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
         let start = self.next.get();
         self.next.set(start.wrapping_add(1));
         let order = (0..slots.len()).map(|k| (start + k) % slots.len());
         // Prefer a bound session on this shard; else any bound one.
-        let local = order
-            .clone()
-            .find(|&i| slots[i].shard == self.me && slots[i].is_bound());
-        let chosen = local.or_else(|| order.clone().find(|&i| slots[i].is_bound()));
+        let local = order.clone().find(|&i| slots[i].shard == self.me && slots[i].can_submit());
+        let chosen = local.or_else(|| order.clone().find(|&i| slots[i].can_submit()));
         let Some(index) = chosen else {
             return Err(SubmitFailure::NoSession(link.clone()));
         };
         if slots[index].shard == self.me {
             let session = self.local.borrow().get(&(link.clone(), index)).cloned();
             let session = session.ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
-            return session.submit(sm).await.map_err(SubmitFailure::Smpp);
+            return Ok(session.submit_all(parts).await);
         }
         let (reply, answer) = oneshot::channel();
-        let handoff = Handoff::Submit {
-            link: link.clone(),
-            index,
-            sm: Box::new(sm),
-            reply,
-        };
+        let handoff = Handoff::Submit { link: link.clone(), index, parts, reply };
         if self.mesh.try_send(slots[index].shard, handoff).is_err() {
             return Err(SubmitFailure::Busy);
         }
-        match answer.await {
-            Ok(result) => result.map_err(SubmitFailure::Smpp),
-            // The owning shard dropped the request: it is shutting down before sending.
-            Err(_) => Err(SubmitFailure::Smpp(SubmitError::NotBound)),
-        }
+        // A dropped reply: the owning shard shut down before sending anything.
+        answer.await.map_err(|_| SubmitFailure::NoSession(link.clone()))
     }
 }
 
 /// Runs a hand-off that arrived from another shard on this shard's session.
 pub fn on_handoff(local: &LocalSessions, handoff: Handoff) {
     match handoff {
-        Handoff::Submit {
-            link,
-            index,
-            sm,
-            reply,
-        } => {
+        Handoff::Submit { link, index, parts, reply } => {
             let session = local.borrow().get(&(link, index)).cloned();
             glommio::spawn_local(async move {
                 let result = match session {
-                    Some(s) => s.submit(*sm).await,
-                    None => Err(SubmitError::NotBound),
+                    Some(s) => s.submit_all(parts).await,
+                    None => parts.iter().map(|_| Err(SubmitError::NotBound)).collect(),
                 };
                 let _requester_may_be_gone = reply.send(result);
             })
@@ -120,3 +100,36 @@ pub fn on_handoff(local: &LocalSessions, handoff: Handoff) {
         }
     }
 }
+
+/// The submit_sm PDUs for a validated request, one per part; a receipt is always requested.
+pub fn parts(req: &SubmitRequest, mode: LongMessages, reference: u16) -> Vec<Sm> {
+    concat::split(&req.text, mode, reference)
+        .into_iter()
+        .map(|chunk| {
+            let mut tlvs = req.tlvs.clone();
+            let short_message = if chunk.payload {
+                tlvs.push(Tlv::new(tag::MESSAGE_PAYLOAD, chunk.bytes));
+                Vec::new()
+            } else {
+                chunk.bytes
+            };
+            Sm {
+                source_addr_ton: req.from.ton,
+                source_addr_npi: req.from.npi,
+                source_addr: req.from.addr.clone(),
+                dest_addr_ton: 1,
+                dest_addr_npi: 1,
+                destination_addr: req.to.digits().to_owned(),
+                esm_class: if chunk.udhi { ESM_CLASS_UDHI } else { 0 },
+                registered_delivery: 1,
+                data_coding: req.text.data_coding,
+                short_message,
+                tlvs,
+                ..Sm::default()
+            }
+        })
+        .collect()
+}
+
+/// esm_class bit 6: short_message starts with a user data header.
+const ESM_CLASS_UDHI: u8 = 0x40;

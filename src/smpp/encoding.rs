@@ -84,11 +84,7 @@ pub fn encode(text: &str) -> Encoded {
     let mut septets = Vec::with_capacity(text.len());
     if text.chars().all(|c| gsm7_septets(c, &mut septets)) {
         let units = septets.len();
-        return Encoded {
-            data_coding: data_coding::GSM7,
-            bytes: septets,
-            units,
-        };
+        return Encoded { data_coding: data_coding::GSM7, bytes: septets, units };
     }
     let mut bytes = Vec::with_capacity(text.len() * 2);
     let mut units = 0;
@@ -96,11 +92,7 @@ pub fn encode(text: &str) -> Encoded {
         bytes.extend_from_slice(&u.to_be_bytes());
         units += 1;
     }
-    Encoded {
-        data_coding: data_coding::UCS2,
-        bytes,
-        units,
-    }
+    Encoded { data_coding: data_coding::UCS2, bytes, units }
 }
 
 #[cfg(test)]
@@ -111,10 +103,7 @@ mod tests {
     fn plain_text_is_gsm7() {
         let e = encode("Hello @ 1");
         assert_eq!(e.data_coding, data_coding::GSM7);
-        assert_eq!(
-            e.bytes,
-            vec![0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x20, 0x00, 0x20, 0x31]
-        );
+        assert_eq!(e.bytes, vec![0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x20, 0x00, 0x20, 0x31]);
         assert_eq!(e.units, 9);
     }
 

@@ -324,9 +324,9 @@ impl DecodeError {
     /// The `command_status` for the generic_nack (or response) that answers this frame.
     pub fn nack_status(&self) -> CommandStatus {
         match self.kind {
-            DecodeErrorKind::InvalidLength(_)
-            | DecodeErrorKind::Truncated(_)
-            | DecodeErrorKind::TrailingBytes => CommandStatus::RINVCMDLEN,
+            DecodeErrorKind::InvalidLength(_) | DecodeErrorKind::Truncated(_) | DecodeErrorKind::TrailingBytes => {
+                CommandStatus::RINVCMDLEN
+            }
             DecodeErrorKind::UnknownCommand => CommandStatus::RINVCMDID,
             DecodeErrorKind::FieldTooLong(field) => match field {
                 "system_id" => CommandStatus::RINVSYSID,
@@ -358,11 +358,7 @@ impl fmt::Display for DecodeErrorKind {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "bad PDU (command_id 0x{:08x}, sequence {}): {}",
-            self.command_id, self.sequence, self.kind
-        )
+        write!(f, "bad PDU (command_id 0x{:08x}, sequence {}): {}", self.command_id, self.sequence, self.kind)
     }
 }
 
@@ -389,11 +385,7 @@ impl std::error::Error for EncodeError {}
 impl Pdu {
     /// A PDU with `command_status` ROK.
     pub fn new(sequence: u32, body: Body) -> Self {
-        Pdu {
-            status: CommandStatus::ROK,
-            sequence,
-            body,
-        }
+        Pdu { status: CommandStatus::ROK, sequence, body }
     }
 
     pub fn command_id(&self) -> u32 {
@@ -461,9 +453,7 @@ impl Body {
                 out.extend_from_slice(&[b.interface_version, b.addr_ton, b.addr_npi]);
                 put_cstr(out, &b.address_range, max::ADDRESS_RANGE, "address_range")
             }
-            Body::BindTransmitterResp(r)
-            | Body::BindReceiverResp(r)
-            | Body::BindTransceiverResp(r) => {
+            Body::BindTransmitterResp(r) | Body::BindReceiverResp(r) | Body::BindTransceiverResp(r) => {
                 if !status.is_ok() && r.system_id.is_empty() && r.sc_interface_version.is_none() {
                     return Ok(());
                 }
@@ -480,11 +470,7 @@ impl Body {
                 }
                 put_cstr(out, &r.message_id, max::MESSAGE_ID, "message_id")
             }
-            Body::EnquireLink
-            | Body::EnquireLinkResp
-            | Body::Unbind
-            | Body::UnbindResp
-            | Body::GenericNack => Ok(()),
+            Body::EnquireLink | Body::EnquireLinkResp | Body::Unbind | Body::UnbindResp | Body::GenericNack => Ok(()),
         }
     }
 }
@@ -499,19 +485,10 @@ fn encode_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let time = &sm.schedule_delivery_time;
     put_cstr(out, time, max::TIME, "schedule_delivery_time")?;
     put_cstr(out, &sm.validity_period, max::TIME, "validity_period")?;
-    out.extend_from_slice(&[
-        sm.registered_delivery,
-        sm.replace_if_present_flag,
-        sm.data_coding,
-        sm.sm_default_msg_id,
-    ]);
+    out.extend_from_slice(&[sm.registered_delivery, sm.replace_if_present_flag, sm.data_coding, sm.sm_default_msg_id]);
     let sm_length = match u8::try_from(sm.short_message.len()) {
         Ok(len) if usize::from(len) <= MAX_SHORT_MESSAGE => len,
-        _ => {
-            return Err(EncodeError {
-                field: "short_message",
-            })
-        }
+        _ => return Err(EncodeError { field: "short_message" }),
     };
     out.push(sm_length);
     out.extend_from_slice(&sm.short_message);
@@ -521,12 +498,7 @@ fn encode_sm(sm: &Sm, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn put_cstr(
-    out: &mut Vec<u8>,
-    s: &str,
-    max: usize,
-    field: &'static str,
-) -> Result<(), EncodeError> {
+fn put_cstr(out: &mut Vec<u8>, s: &str, max: usize, field: &'static str) -> Result<(), EncodeError> {
     if s.len() >= max || s.as_bytes().contains(&0) {
         return Err(EncodeError { field });
     }
@@ -548,10 +520,7 @@ fn put_tlv(out: &mut Vec<u8>, tag: u16, value: &[u8]) -> Result<(), EncodeError>
 impl Sm {
     /// Value of the first TLV with this tag.
     pub fn tlv(&self, tag: u16) -> Option<&[u8]> {
-        self.tlvs
-            .iter()
-            .find(|t| t.tag == tag)
-            .map(|t| t.value.as_slice())
+        self.tlvs.iter().find(|t| t.tag == tag).map(|t| t.value.as_slice())
     }
 
     /// A one-octet TLV such as `message_state`; `None` if absent or of another length.
@@ -573,10 +542,7 @@ impl Sm {
 
 impl Tlv {
     pub fn new(tag: u16, value: impl Into<Vec<u8>>) -> Self {
-        Tlv {
-            tag,
-            value: value.into(),
-        }
+        Tlv { tag, value: value.into() }
     }
 
     /// A C-octet-string TLV: `value` followed by a NUL.
@@ -619,18 +585,13 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Pdu, usize)>, DecodeError> {
     let command_id = be_u32_at(frame, 4).unwrap_or(0);
     let status = CommandStatus(be_u32_at(frame, 8).unwrap_or(0));
     let sequence = be_u32_at(frame, 12).unwrap_or(0);
-    let body =
-        decode_body(command_id, status, &frame[HEADER_LEN..]).map_err(|kind| DecodeError {
-            kind,
-            command_id,
-            sequence,
-            skip: Some(len),
-        })?;
-    let pdu = Pdu {
-        status,
+    let body = decode_body(command_id, status, &frame[HEADER_LEN..]).map_err(|kind| DecodeError {
+        kind,
+        command_id,
         sequence,
-        body,
-    };
+        skip: Some(len),
+    })?;
+    let pdu = Pdu { status, sequence, body };
     Ok(Some((pdu, len)))
 }
 
@@ -678,10 +639,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeErrorKind> {
-        let bytes = self
-            .rest()
-            .get(..n)
-            .ok_or(DecodeErrorKind::Truncated(field))?;
+        let bytes = self.rest().get(..n).ok_or(DecodeErrorKind::Truncated(field))?;
         self.pos += n;
         Ok(bytes)
     }
@@ -723,10 +681,7 @@ impl<'a> Reader<'a> {
             let tag = self.u16("tlv tag")?;
             let len = self.u16("tlv length")?;
             let value = self.take(usize::from(len), "tlv value")?;
-            tlvs.push(Tlv {
-                tag,
-                value: value.to_vec(),
-            });
+            tlvs.push(Tlv { tag, value: value.to_vec() });
         }
         Ok(tlvs)
     }
@@ -748,27 +703,19 @@ impl<'a> Reader<'a> {
             return Ok(BindResp::default());
         }
         let system_id = self.cstr("system_id", max::SYSTEM_ID)?;
-        let sc_interface_version = self
-            .tlvs()?
-            .iter()
-            .find(|t| t.tag == tag::SC_INTERFACE_VERSION)
-            .and_then(|t| match t.value.as_slice() {
+        let sc_interface_version =
+            self.tlvs()?.iter().find(|t| t.tag == tag::SC_INTERFACE_VERSION).and_then(|t| match t.value.as_slice() {
                 [v] => Some(*v),
                 _ => None,
             });
-        Ok(BindResp {
-            system_id,
-            sc_interface_version,
-        })
+        Ok(BindResp { system_id, sc_interface_version })
     }
 
     fn sm_resp(&mut self, may_be_empty: bool) -> Result<SmResp, DecodeErrorKind> {
         if self.rest().is_empty() && may_be_empty {
             return Ok(SmResp::default());
         }
-        Ok(SmResp {
-            message_id: self.cstr("message_id", max::MESSAGE_ID)?,
-        })
+        Ok(SmResp { message_id: self.cstr("message_id", max::MESSAGE_ID)? })
     }
 
     fn sm(&mut self) -> Result<Sm, DecodeErrorKind> {

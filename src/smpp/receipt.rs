@@ -61,16 +61,13 @@ pub fn parse(short_message: &[u8]) -> ReceiptText {
     let mut receipt = ReceiptText::default();
     let mut pos = 0;
     while let Some(start) = next_word(s, pos) {
-        let Some(&(key_text, key)) = KEYS.iter().find(|(k, _)| lower[start..].starts_with(k))
-        else {
+        let Some(&(key_text, key)) = KEYS.iter().find(|(k, _)| lower[start..].starts_with(k)) else {
             pos = word_end(s, start);
             continue;
         };
         let value_start = start + key_text.len();
         if key == Key::Text {
-            receipt
-                .text
-                .get_or_insert_with(|| s[value_start..].trim().to_string());
+            receipt.text.get_or_insert_with(|| s[value_start..].trim().to_string());
             break;
         }
         let mut value_end = word_end(s, value_start);
@@ -103,10 +100,7 @@ pub fn parse(short_message: &[u8]) -> ReceiptText {
 
 /// Offset of the next non-whitespace character at or after `from`.
 fn next_word(s: &str, from: usize) -> Option<usize> {
-    s.get(from..)?
-        .char_indices()
-        .find(|(_, c)| !c.is_whitespace())
-        .map(|(i, _)| from + i)
+    s.get(from..)?.char_indices().find(|(_, c)| !c.is_whitespace()).map(|(i, _)| from + i)
 }
 
 /// Offset just past the word starting at `from`.
@@ -148,9 +142,7 @@ impl FinalState {
         ];
         states
             .iter()
-            .find(|(short, long, _)| {
-                stat.eq_ignore_ascii_case(short) || stat.eq_ignore_ascii_case(long)
-            })
+            .find(|(short, long, _)| stat.eq_ignore_ascii_case(short) || stat.eq_ignore_ascii_case(long))
             .map(|&(_, _, state)| state)
     }
 
@@ -227,19 +219,14 @@ mod tests {
     #[test]
     fn parses_a_vendor_format_with_capital_keys_another_order_and_no_sub() {
         // Upper-case keys, seconds in the dates, no sub/dlvrd, hex id, err before stat.
-        let r = parse(
-            b"ID:7F3A09C2 Submit Date:240101120059 Done Date:240101120107 ERR:0 STAT:UNDELIV",
-        );
+        let r = parse(b"ID:7F3A09C2 Submit Date:240101120059 Done Date:240101120107 ERR:0 STAT:UNDELIV");
         assert_eq!(r.id.as_deref(), Some("7F3A09C2"));
         assert_eq!((r.sub, r.dlvrd, r.text), (None, None, None));
         assert_eq!(r.submit_date.as_deref(), Some("240101120059"));
         assert_eq!(r.done_date.as_deref(), Some("240101120107"));
         assert_eq!(r.err.as_deref(), Some("0"));
         assert_eq!(r.stat.as_deref(), Some("UNDELIV"));
-        assert_eq!(
-            FinalState::from_stat("UNDELIV"),
-            Some(FinalState::Undeliverable)
-        );
+        assert_eq!(FinalState::from_stat("UNDELIV"), Some(FinalState::Undeliverable));
     }
 
     #[test]
@@ -266,16 +253,8 @@ mod tests {
     #[test]
     fn tolerates_anything() {
         assert_eq!(parse(b""), ReceiptText::default());
-        assert_eq!(
-            parse(b"id:"),
-            ReceiptText {
-                id: Some(String::new()),
-                ..ReceiptText::default()
-            }
-        );
-        let r = parse(&[
-            b'i', b'd', b':', 0xff, 0xfe, b' ', b's', b't', b'a', b't', b':',
-        ]);
+        assert_eq!(parse(b"id:"), ReceiptText { id: Some(String::new()), ..ReceiptText::default() });
+        let r = parse(&[b'i', b'd', b':', 0xff, 0xfe, b' ', b's', b't', b'a', b't', b':']);
         assert_eq!(r.id.as_deref(), Some("\u{fffd}\u{fffd}"));
         assert_eq!(r.stat.as_deref(), Some(""));
     }
@@ -299,16 +278,49 @@ mod tests {
             let state = FinalState::from_message_state_tlv(v).unwrap();
             assert_eq!(state.message_state(), v);
         }
-        assert_eq!(
-            FinalState::from_message_state_tlv(2),
-            Some(FinalState::Delivered)
-        );
-        assert_eq!(
-            FinalState::from_message_state_tlv(5),
-            Some(FinalState::Undeliverable)
-        );
+        assert_eq!(FinalState::from_message_state_tlv(2), Some(FinalState::Delivered));
+        assert_eq!(FinalState::from_message_state_tlv(5), Some(FinalState::Undeliverable));
         assert_eq!(FinalState::from_message_state_tlv(0), None);
         assert_eq!(FinalState::from_message_state_tlv(9), None);
         assert!(!FinalState::Enroute.is_final() && FinalState::Accepted.is_final());
+    }
+}
+
+/// How a link's receipts write the SMSC message id, relative to its submit_sm_resp
+/// (`receipt_id_format` in smpp_rules.toml). Some SMSCs answer submit_sm_resp in decimal and
+/// put hex in the receipt, or the reverse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// Same form in both (case and leading zeros may still differ; they are ignored).
+    #[default]
+    Same,
+    /// The receipt has hex where submit_sm_resp had decimal.
+    Hex,
+    /// The receipt has decimal where submit_sm_resp had hex.
+    Decimal,
+}
+
+/// The receipt's id rewritten in the form the submit_sm_resp used, so the two match. An id
+/// that does not parse in the announced base is kept as it is (and will simply not match).
+pub fn id_as_submitted(receipt_id: &str, format: IdFormat) -> String {
+    let id = receipt_id.trim();
+    match format {
+        IdFormat::Same => id.to_owned(),
+        IdFormat::Hex => u128::from_str_radix(id, 16).map_or_else(|_| id.to_owned(), |n| n.to_string()),
+        IdFormat::Decimal => id.parse::<u128>().map_or_else(|_| id.to_owned(), |n| format!("{n:x}")),
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn receipt_ids_are_converted_to_the_submit_form() {
+        assert_eq!(id_as_submitted("0000ABCDEF", IdFormat::Hex), "11259375");
+        assert_eq!(id_as_submitted("11259375", IdFormat::Decimal), "abcdef");
+        assert_eq!(id_as_submitted(" 42 ", IdFormat::Same), "42");
+        assert_eq!(id_as_submitted("not-hex", IdFormat::Hex), "not-hex");
     }
 }

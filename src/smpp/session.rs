@@ -1,9 +1,11 @@
-//! One SMPP transceiver session to an SMSC: connect, bind, window, enquire_link, reconnect,
+//! One SMPP session to an SMSC: connect, bind, window, pacing, enquire_link, reconnect,
 //! unbind. The session runs on the shard that owns it; other shards reach it through the mesh.
 //!
 //! A session hands every deliver_sm up to its [`Inbound`] owner and answers deliver_sm_resp
 //! with the status the owner returns, only after the owner has kept it.
 
+use super::link::SessionHealth;
+use super::pacer::Pacer;
 use super::pdu::{self, Bind, Body, CommandStatus, EncodeError, Pdu, Sm, SmResp};
 use crate::ids::LinkId;
 use futures_channel::oneshot;
@@ -19,16 +21,17 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where a session connects and how it behaves.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub link: LinkId,
-    /// Which of the link's sessions this is, `0..sessions`.
+    /// Which of the link's sessions this is, `0..sessions` (a transmitter/receiver pair shares
+    /// its index).
     pub index: usize,
+    pub mode: BindMode,
     pub host: String,
     pub port: u16,
     pub system_id: String,
@@ -39,8 +42,40 @@ pub struct SessionConfig {
     /// Deadline for any response (bind_resp, submit_sm_resp, enquire_link_resp).
     pub response_timeout: Duration,
     pub enquire_link_interval: Duration,
+    /// First reconnect delay; it doubles per failed attempt up to `reconnect_max`, with
+    /// ±20 % jitter so sessions do not reconnect in step after an SMSC restart. A refused bind
+    /// starts at 4 × `reconnect_delay`: retrying wrong credentials fast helps nobody.
     pub reconnect_delay: Duration,
+    pub reconnect_max: Duration,
     pub unbind_timeout: Duration,
+    /// The link's `esme_rate`: the pacer's ceiling (messages per second).
+    pub max_rate: u32,
+    /// How long a session stops sending after ESME_RTHROTTLED / ESME_RMSGQFUL.
+    pub throttle_pause: Duration,
+}
+
+/// How a session binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    Transceiver,
+    /// Submits only; receipts come on the receiver session of the pair.
+    Transmitter,
+    /// Receives deliver_sm only; never used for submits.
+    Receiver,
+}
+
+impl BindMode {
+    pub fn can_submit(self) -> bool {
+        self != BindMode::Receiver
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BindMode::Transceiver => "transceiver",
+            BindMode::Transmitter => "transmitter",
+            BindMode::Receiver => "receiver",
+        }
+    }
 }
 
 /// The owner of a session's inbound traffic (receipts and MO): `src/inbound.rs`.
@@ -67,6 +102,9 @@ pub enum SubmitError {
     NotBound,
     #[error("window full for {0:?}")]
     WindowFull(Duration),
+    /// The session is paced after an SMSC throttle and no send slot came within the deadline.
+    #[error("session paced after SMSC throttling; no slot within {0:?}")]
+    Paced(Duration),
     #[error("no submit_sm_resp within {0:?}")]
     Timeout(Duration),
     #[error("connection lost before submit_sm_resp")]
@@ -80,7 +118,7 @@ impl SubmitError {
     pub fn never_sent(&self) -> bool {
         matches!(
             self,
-            SubmitError::NotBound | SubmitError::WindowFull(_) | SubmitError::Unencodable(_)
+            SubmitError::NotBound | SubmitError::WindowFull(_) | SubmitError::Paced(_) | SubmitError::Unencodable(_)
         )
     }
 }
@@ -125,14 +163,28 @@ struct Inner {
     cfg: SessionConfig,
     inbound: Rc<dyn Inbound>,
     conn: RefCell<Option<Rc<Conn>>>,
-    window: Semaphore,
+    /// Window slots; `Rc` so a permit can outlive the borrow (held by an in-flight submit).
+    window: Rc<Semaphore>,
     next_seq: Cell<u32>,
-    /// Shared with every shard: whether this session is bound (routing reads it).
-    bound: Arc<AtomicBool>,
+    /// Shared with every shard: bound flag, errors, throttles (routing and link health).
+    health: Arc<SessionHealth>,
+    /// AIMD send rate after SMSC throttling.
+    pacer: RefCell<Pacer>,
     /// Set once shutdown began: no new submits.
     closing: Cell<bool>,
     /// Fired when the session's task has ended (unbound, or never bound) after shutdown.
     stopped: Shutdown,
+    /// xorshift state for reconnect jitter; seeded per session so sessions drift apart.
+    jitter: Cell<u64>,
+}
+
+/// A submit_sm written and waiting for its answer; holds its window slot until then.
+struct InFlight {
+    seq: u32,
+    conn: Rc<Conn>,
+    rx: oneshot::Receiver<Pdu>,
+    deadline: Instant,
+    _permit: glommio::sync::StaticPermit,
 }
 
 /// A handle on one session, cheap to clone within its shard.
@@ -143,14 +195,19 @@ pub struct Session {
 
 impl Session {
     /// Creates the session and spawns its task, which keeps it bound until `shutdown`.
-    /// `bound` is the cross-shard flag this session keeps up to date.
+    /// `health` is the cross-shard state this session keeps up to date.
     pub fn start(
         cfg: SessionConfig,
         inbound: Rc<dyn Inbound>,
-        bound: Arc<AtomicBool>,
+        health: Arc<SessionHealth>,
         shutdown: Shutdown,
     ) -> Session {
-        let window = Semaphore::new(cfg.window as u64);
+        let window = Rc::new(Semaphore::new(cfg.window as u64));
+        let pacer = Pacer::new(cfg.max_rate, cfg.throttle_pause, Instant::now());
+        let seed =
+            cfg.link.as_str().bytes().fold(cfg.index as u64 + 0x9E37_79B9_7F4A_7C15, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
         let s = Session {
             inner: Rc::new(Inner {
                 cfg,
@@ -158,9 +215,11 @@ impl Session {
                 conn: RefCell::new(None),
                 window,
                 next_seq: Cell::new(1),
-                bound,
+                health,
+                pacer: RefCell::new(pacer),
                 closing: Cell::new(false),
                 stopped: Shutdown::manual(),
+                jitter: Cell::new(seed | 1),
             }),
         };
         let task = s.clone();
@@ -188,25 +247,59 @@ impl Session {
     fn next_seq(&self) -> u32 {
         let s = self.inner.next_seq.get();
         // Sequence numbers run 1..=0x7FFFFFFF (SMPP 3.4 5.1.4); wrap back to 1.
-        self.inner
-            .next_seq
-            .set(if s >= 0x7FFF_FFFF { 1 } else { s + 1 });
+        self.inner.next_seq.set(if s >= 0x7FFF_FFFF { 1 } else { s + 1 });
         s
     }
 
-    /// Submits one submit_sm and waits for its answer.
-    pub async fn submit(&self, sm: Sm) -> Result<SubmitResult, SubmitError> {
+    /// Submits the parts of one message in order on this session, pipelined within the window,
+    /// and returns one result per part. Once a part cannot be sent, the later parts are not
+    /// sent either (`NotBound`), so a message never goes out with a gap in the middle.
+    pub async fn submit_all(&self, sms: Vec<Sm>) -> Vec<Result<SubmitResult, SubmitError>> {
+        let mut sent = Vec::with_capacity(sms.len());
+        let mut blocked = false;
+        for sm in sms {
+            if blocked {
+                sent.push(Err(SubmitError::NotBound));
+                continue;
+            }
+            let one = self.send(sm).await;
+            blocked = one.is_err();
+            sent.push(one);
+        }
+        let mut results = Vec::with_capacity(sent.len());
+        for one in sent {
+            results.push(match one {
+                Ok(inflight) => self.answer(inflight).await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// Takes a window slot and a pacing slot, then writes the submit_sm.
+    async fn send(&self, sm: Sm) -> Result<InFlight, SubmitError> {
         let timeout = self.inner.cfg.response_timeout;
+        let deadline = Instant::now() + timeout;
         if !self.is_bound() {
             return Err(SubmitError::NotBound);
         }
-        let permit = async { self.inner.window.acquire_permit(1).await.ok() }
+        let permit = async { self.inner.window.acquire_static_permit(1).await.ok() }
             .or(async {
                 glommio::timer::sleep(timeout).await;
                 None
             })
             .await
             .ok_or(SubmitError::WindowFull(timeout))?;
+        loop {
+            let wait = self.inner.pacer.borrow_mut().admit(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            if Instant::now() + wait > deadline {
+                return Err(SubmitError::Paced(timeout));
+            }
+            glommio::timer::sleep(wait).await;
+        }
         let conn = self.inner.conn.borrow().clone();
         let conn = match conn {
             Some(c) if !self.inner.closing.get() => c,
@@ -214,73 +307,103 @@ impl Session {
         };
         let seq = self.next_seq();
         let rx = conn
-            .request(Pdu {
-                status: CommandStatus::ROK,
-                sequence: seq,
-                body: Body::SubmitSm(Box::new(sm)),
-            })
+            .request(Pdu { status: CommandStatus::ROK, sequence: seq, body: Body::SubmitSm(Box::new(sm)) })
             .map_err(SubmitError::Unencodable)?;
+        Ok(InFlight { seq, conn, rx, deadline, _permit: permit })
+    }
+
+    async fn answer(&self, f: InFlight) -> Result<SubmitResult, SubmitError> {
+        let timeout = self.inner.cfg.response_timeout;
+        let InFlight { seq, conn, rx, deadline, _permit } = f;
         let answer = async { Some(rx.await) }
             .or(async {
-                glommio::timer::sleep(timeout).await;
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 None
             })
             .await;
-        drop(permit);
+        let health = &self.inner.health;
         match answer {
             None => {
                 conn.pending.borrow_mut().remove(&seq);
+                health.error();
                 Err(SubmitError::Timeout(timeout))
             }
             Some(Err(_canceled)) => Err(SubmitError::ConnectionLost),
-            Some(Ok(pdu)) => Ok(match pdu.body {
-                Body::SubmitSmResp(SmResp { message_id }) => SubmitResult {
-                    status: pdu.status,
-                    message_id,
-                },
-                // generic_nack: the SMSC did not process the submit at all.
-                _ => SubmitResult {
-                    status: if pdu.status.is_ok() {
-                        CommandStatus::RSYSERR
-                    } else {
-                        pdu.status
+            Some(Ok(pdu)) => {
+                let result = match pdu.body {
+                    Body::SubmitSmResp(SmResp { message_id }) => SubmitResult { status: pdu.status, message_id },
+                    // generic_nack: the SMSC did not process the submit at all.
+                    _ => SubmitResult {
+                        status: if pdu.status.is_ok() { CommandStatus::RSYSERR } else { pdu.status },
+                        message_id: String::new(),
                     },
-                    message_id: String::new(),
-                },
-            }),
+                };
+                if result.status == CommandStatus::RTHROTTLED || result.status == CommandStatus::RMSGQFUL {
+                    let rate = {
+                        let mut pacer = self.inner.pacer.borrow_mut();
+                        pacer.throttled(Instant::now());
+                        pacer.rate()
+                    };
+                    health.throttled();
+                    tracing::warn!(link = %self.inner.cfg.link, session = self.inner.cfg.index, status = %result.status, rate, "SMSC throttling; session slowed down");
+                }
+                Ok(result)
+            }
         }
+    }
+
+    /// The next reconnect delay: doubled per consecutive failure, capped, ±20 % jitter.
+    fn backoff(&self, failures: u32, refused: bool) -> Duration {
+        let cfg = &self.inner.cfg;
+        let base = if refused { cfg.reconnect_delay * 4 } else { cfg.reconnect_delay };
+        let exp = base.saturating_mul(1u32 << failures.min(16)).min(cfg.reconnect_max);
+        let mut x = self.inner.jitter.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.inner.jitter.set(x);
+        let factor = 0.8 + (x % 1000) as f64 / 2500.0;
+        exp.mul_f64(factor)
     }
 
     async fn run(&self, shutdown: Shutdown) {
         let cfg = &self.inner.cfg;
+        let mut failures = 0u32;
         while !shutdown.is_fired() {
-            match self.connect_and_bind().await {
+            let refused = match self.connect_and_bind().await {
                 Ok((conn, reader)) => {
-                    tracing::info!(link = %cfg.link, session = cfg.index, "bound");
+                    tracing::info!(link = %cfg.link, session = cfg.index, mode = cfg.mode.name(), "bound");
+                    failures = 0;
                     *self.inner.conn.borrow_mut() = Some(conn.clone());
-                    self.inner.bound.store(true, Ordering::Release);
+                    self.inner.health.set_bound(true);
                     self.serve(conn.clone(), reader, &shutdown).await;
-                    self.inner.bound.store(false, Ordering::Release);
+                    self.inner.health.set_bound(false);
                     self.inner.conn.borrow_mut().take();
                     // Outstanding requests lose their sender: their submits end as ConnectionLost.
                     conn.pending.borrow_mut().clear();
-                    tracing::warn!(link = %cfg.link, session = cfg.index, "session closed");
+                    if !shutdown.is_fired() {
+                        self.inner.health.error();
+                        tracing::warn!(link = %cfg.link, session = cfg.index, "session lost");
+                    }
+                    false
                 }
-                Err(reason) => {
+                Err(BindFailure { reason, refused }) => {
+                    self.inner.health.error();
                     tracing::warn!(link = %cfg.link, session = cfg.index, host = %cfg.host, port = cfg.port, %reason, "bind failed");
+                    failures += 1;
+                    refused
                 }
-            }
+            };
             if shutdown.is_fired() {
                 break;
             }
-            glommio::timer::sleep(cfg.reconnect_delay)
-                .or(shutdown.wait())
-                .await;
+            let delay = self.backoff(failures, refused);
+            glommio::timer::sleep(delay).or(shutdown.wait()).await;
         }
     }
 
-    /// Connects, starts the connection's reader and writer, binds as transceiver.
-    async fn connect_and_bind(&self) -> Result<(Rc<Conn>, ReaderTask), String> {
+    /// Connects, starts the connection's reader and writer, binds.
+    async fn connect_and_bind(&self) -> Result<(Rc<Conn>, ReaderTask), BindFailure> {
         let cfg = &self.inner.cfg;
         let addr = format!("{}:{}", cfg.host, cfg.port);
         let stream = TcpStream::connect(addr.as_str())
@@ -292,10 +415,8 @@ impl Session {
                 )))
             })
             .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+            .map_err(|e| BindFailure::io(format!("connect {addr}: {e}")))?;
+        stream.set_nodelay(true).map_err(|e| BindFailure::io(format!("set TCP_NODELAY: {e}")))?;
         let (read_half, write_half) = futures_lite::io::split(stream);
         let (doorbell, rung) = local_channel::new_bounded(1);
         let conn = Rc::new(Conn {
@@ -306,38 +427,50 @@ impl Session {
         });
         glommio::spawn_local(write_loop(write_half, conn.clone(), rung)).detach();
         let reader = ReaderTask::spawn(self.clone(), read_half, conn.clone());
-        let bind = Pdu {
-            status: CommandStatus::ROK,
-            sequence: self.next_seq(),
-            body: Body::BindTransceiver(Bind {
-                system_id: cfg.system_id.clone(),
-                password: cfg.password.clone(),
-                system_type: cfg.system_type.clone(),
-                interface_version: 0x34,
-                addr_ton: 0,
-                addr_npi: 0,
-                address_range: String::new(),
-            }),
+        let bind = Bind {
+            system_id: cfg.system_id.clone(),
+            password: cfg.password.clone(),
+            system_type: cfg.system_type.clone(),
+            interface_version: 0x34,
+            addr_ton: 0,
+            addr_npi: 0,
+            address_range: String::new(),
         };
-        let rx = conn.request(bind).map_err(|e| format!("bind: {e}"))?;
+        let body = match cfg.mode {
+            BindMode::Transceiver => Body::BindTransceiver(bind),
+            BindMode::Transmitter => Body::BindTransmitter(bind),
+            BindMode::Receiver => Body::BindReceiver(bind),
+        };
+        let fail = |f: BindFailure| {
+            conn.dead.fire_local();
+            Err(f)
+        };
+        let rx = match conn.request(Pdu { status: CommandStatus::ROK, sequence: self.next_seq(), body }) {
+            Ok(rx) => rx,
+            Err(e) => return fail(BindFailure { reason: format!("bind: {e}"), refused: true }),
+        };
         let answer = async { rx.await.ok() }
             .or(async {
                 glommio::timer::sleep(cfg.response_timeout).await;
                 None
             })
             .await;
-        let fail = |reason: String| {
-            conn.dead.fire_local();
-            Err(reason)
-        };
         match answer {
-            None => fail("no bind_transceiver_resp".into()),
-            Some(p) if !p.status.is_ok() => fail(format!("bind refused: {}", p.status)),
-            Some(p) if matches!(p.body, Body::BindTransceiverResp(_)) => Ok((conn.clone(), reader)),
-            Some(p) => fail(format!(
-                "unexpected answer to bind: command_id 0x{:08x}",
-                p.command_id()
-            )),
+            None => fail(BindFailure::io("no bind response".into())),
+            Some(p) if !p.status.is_ok() => {
+                fail(BindFailure { reason: format!("bind refused: {}", p.status), refused: true })
+            }
+            Some(p)
+                if matches!(
+                    (&p.body, cfg.mode),
+                    (Body::BindTransceiverResp(_), BindMode::Transceiver)
+                        | (Body::BindTransmitterResp(_), BindMode::Transmitter)
+                        | (Body::BindReceiverResp(_), BindMode::Receiver)
+                ) =>
+            {
+                Ok((conn.clone(), reader))
+            }
+            Some(p) => fail(BindFailure::io(format!("unexpected answer to bind: command_id 0x{:08x}", p.command_id()))),
         }
     }
 
@@ -365,6 +498,7 @@ impl Session {
                 .await;
                 if !answered {
                     tracing::warn!(link = %cfg.link, session = cfg.index, "enquire_link_resp missed; closing session");
+                    self.inner.health.error();
                     conn.dead.fire_local();
                     return false;
                 }
@@ -397,11 +531,7 @@ impl Session {
             }
         };
         drained.or(glommio::timer::sleep(cfg.unbind_timeout)).await;
-        let rx = conn.request(Pdu {
-            status: CommandStatus::ROK,
-            sequence: self.next_seq(),
-            body: Body::Unbind,
-        });
+        let rx = conn.request(Pdu { status: CommandStatus::ROK, sequence: self.next_seq(), body: Body::Unbind });
         let answered = async {
             match rx {
                 Ok(rx) => rx.await.is_ok(),
@@ -431,18 +561,12 @@ impl Session {
         }
         let seq = pdu.sequence;
         match pdu.body {
-            Body::EnquireLink => conn.queue_own(&Pdu {
-                status: CommandStatus::ROK,
-                sequence: seq,
-                body: Body::EnquireLinkResp,
-            }),
+            Body::EnquireLink => {
+                conn.queue_own(&Pdu { status: CommandStatus::ROK, sequence: seq, body: Body::EnquireLinkResp })
+            }
             Body::Unbind => {
                 tracing::info!(link = %self.inner.cfg.link, session = self.inner.cfg.index, "SMSC unbound the session");
-                conn.queue_own(&Pdu {
-                    status: CommandStatus::ROK,
-                    sequence: seq,
-                    body: Body::UnbindResp,
-                });
+                conn.queue_own(&Pdu { status: CommandStatus::ROK, sequence: seq, body: Body::UnbindResp });
                 conn.dead.fire_local();
             }
             Body::DeliverSm(sm) => {
@@ -454,22 +578,28 @@ impl Session {
                     conn.queue_own(&Pdu {
                         status,
                         sequence: seq,
-                        body: Body::DeliverSmResp(SmResp {
-                            message_id: String::new(),
-                        }),
+                        body: Body::DeliverSmResp(SmResp { message_id: String::new() }),
                     });
                 })
                 .detach();
             }
             other => {
                 tracing::warn!(link = %self.inner.cfg.link, command_id = format_args!("0x{:08x}", Pdu { status: CommandStatus::ROK, sequence: seq, body: other }.command_id()), "unexpected PDU from SMSC");
-                conn.queue_own(&Pdu {
-                    status: CommandStatus::RINVCMDID,
-                    sequence: seq,
-                    body: Body::GenericNack,
-                });
+                conn.queue_own(&Pdu { status: CommandStatus::RINVCMDID, sequence: seq, body: Body::GenericNack });
             }
         }
+    }
+}
+
+/// Why a bind did not succeed; `refused` when the SMSC answered with an error status.
+struct BindFailure {
+    reason: String,
+    refused: bool,
+}
+
+impl BindFailure {
+    fn io(reason: String) -> Self {
+        BindFailure { reason, refused: false }
     }
 }
 
@@ -530,11 +660,7 @@ async fn read_loop(session: &Session, stream: &mut ReadHalf<TcpStream>, conn: &R
                 Err(e) => match e.skip {
                     Some(skip) => {
                         tracing::warn!(%link, error = ?e.kind, command_id = e.command_id, seq = e.sequence, "malformed PDU from SMSC; answered generic_nack");
-                        conn.queue_own(&Pdu {
-                            status: e.nack_status(),
-                            sequence: e.sequence,
-                            body: Body::GenericNack,
-                        });
+                        conn.queue_own(&Pdu { status: e.nack_status(), sequence: e.sequence, body: Body::GenericNack });
                         start += skip;
                     }
                     None => {

@@ -15,7 +15,7 @@
 //! per batch, all or nothing. Reads inside the transaction see its earlier writes, so a later op
 //! of a batch sees what an earlier op of the same batch did without an overlay of our own.
 
-use super::record::{MessageRecord, Receipt};
+use super::record::{MessageRecord, Receipt, ReceiptEffect};
 use super::store::{Op, OpOutcome, StateStore, StoreError};
 use crate::ids::{LinkId, MessageId, SmscMessageId};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -39,11 +39,9 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, creating the directory and the tables.
     /// After a crash redb checks and repairs the file here, which takes longer on a big file.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Io(format!("open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| StoreError::Io(format!("open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
         txn.open_table(SMSC_INDEX).map_err(io)?;
@@ -98,53 +96,40 @@ struct Tables<'txn> {
 
 impl Tables<'_> {
     fn put(&mut self, rec: &MessageRecord) -> Result<OpOutcome, StoreError> {
-        let Some(smsc) = &rec.smsc_message_id else {
-            self.write_record(rec)?;
-            return Ok(OpOutcome::Stored);
-        };
-        let key = smsc_key(&rec.link, smsc);
-        self.index
-            .insert(key.as_slice(), rec.id.to_bytes().as_slice())
-            .map_err(io)?;
-        let parked = self.parked.remove(key.as_slice()).map_err(io)?;
-        let parked: Option<Receipt> = parked.map(|v| decode(v.value())).transpose()?;
-        match parked {
-            Some(receipt) if !rec.status.is_final() => {
-                let mut rec = rec.clone();
-                rec.push(receipt.transition());
-                self.write_record(&rec)?;
+        let mut rec = rec.clone();
+        for part in 0..rec.parts.len() {
+            let Some(smsc) = rec.parts[part].smsc_message_id.clone() else {
+                continue;
+            };
+            let key = smsc_key(&rec.link, &smsc);
+            self.index.insert(key.as_slice(), index_value(rec.id, part).as_slice()).map_err(io)?;
+            let parked = self.parked.remove(key.as_slice()).map_err(io)?;
+            let parked: Option<Receipt> = parked.map(|v| decode(v.value())).transpose()?;
+            if let Some(receipt) = parked {
+                rec.apply_receipt(part, &receipt);
             }
-            _ => self.write_record(rec)?,
         }
+        self.write_record(&rec)?;
         Ok(OpOutcome::Stored)
     }
 
     fn receipt(&mut self, r: &Receipt) -> Result<OpOutcome, StoreError> {
         let key = smsc_key(&r.link, &r.smsc_message_id);
         let indexed = self.index.get(key.as_slice()).map_err(io)?;
-        let Some(id) = indexed.map(|v| id_from_bytes(v.value())).transpose()? else {
+        let Some((id, part)) = indexed.map(|v| from_index_value(v.value())).transpose()? else {
             return self.park(&key, r);
         };
         let stored = self.messages.get(id.to_bytes().as_slice()).map_err(io)?;
-        let Some(mut rec) = stored
-            .map(|v| decode::<MessageRecord>(v.value()))
-            .transpose()?
-        else {
-            return Err(StoreError::Corrupt(format!(
-                "smsc index points to message {id}, which is missing"
-            )));
+        let Some(mut rec) = stored.map(|v| decode::<MessageRecord>(v.value())).transpose()? else {
+            return Err(StoreError::Corrupt(format!("smsc index points to message {id}, which is missing")));
         };
-        if rec.status.is_final() {
+        if rec.apply_receipt(part, r) == ReceiptEffect::Duplicate {
             return Ok(OpOutcome::ReceiptDuplicate(id));
         }
-        rec.push(r.transition());
         self.write_record(&rec)?;
-        Ok(OpOutcome::ReceiptApplied(id))
+        Ok(OpOutcome::ReceiptApplied(id, rec.client.clone()))
     }
 
-    /// Parks a receipt until its `Put` comes. A second receipt for the same key replaces the
-    /// first, unless the first is final and the second is not (a late intermediate receipt must
-    /// not hide the final one).
     fn park(&mut self, key: &[u8], r: &Receipt) -> Result<OpOutcome, StoreError> {
         let earlier = self.parked.get(key).map_err(io)?;
         let earlier: Option<Receipt> = earlier.map(|v| decode(v.value())).transpose()?;
@@ -156,9 +141,7 @@ impl Tables<'_> {
     }
 
     fn write_record(&mut self, rec: &MessageRecord) -> Result<(), StoreError> {
-        self.messages
-            .insert(rec.id.to_bytes().as_slice(), encode(rec)?.as_slice())
-            .map_err(io)?;
+        self.messages.insert(rec.id.to_bytes().as_slice(), encode(rec)?.as_slice()).map_err(io)?;
         Ok(())
     }
 }
@@ -166,19 +149,32 @@ impl Tables<'_> {
 // === helpers ===
 
 /// link + 0x00 + SMSC id: link names never contain NUL, so the key is unambiguous.
+/// Index key: link, 0x00, the SMSC id lower-cased without leading zeros, so `0A1B` from a
+/// receipt finds `a1b` from a submit_sm_resp.
 fn smsc_key(link: &LinkId, smsc: &SmscMessageId) -> Vec<u8> {
-    let (link, smsc) = (link.as_str().as_bytes(), smsc.as_str().as_bytes());
+    let link = link.as_str().as_bytes();
+    let trimmed = smsc.as_str().trim_start_matches('0');
+    let smsc = if trimmed.is_empty() && !smsc.as_str().is_empty() { "0" } else { trimmed };
     let mut key = Vec::with_capacity(link.len() + 1 + smsc.len());
     key.extend_from_slice(link);
     key.push(0);
-    key.extend_from_slice(smsc);
+    key.extend(smsc.bytes().map(|b| b.to_ascii_lowercase()));
     key
 }
 
-fn id_from_bytes(b: &[u8]) -> Result<MessageId, StoreError> {
-    let bytes = <[u8; 8]>::try_from(b)
-        .map_err(|_| StoreError::Corrupt(format!("message id of {} bytes", b.len())))?;
-    Ok(MessageId(u64::from_be_bytes(bytes)))
+/// Index value: the message id (8 bytes, big-endian) and the part (2 bytes, big-endian).
+fn index_value(id: MessageId, part: usize) -> [u8; 10] {
+    let mut v = [0u8; 10];
+    v[..8].copy_from_slice(&id.to_bytes());
+    v[8..].copy_from_slice(&(part as u16).to_be_bytes());
+    v
+}
+
+fn from_index_value(b: &[u8]) -> Result<(MessageId, usize), StoreError> {
+    let v =
+        <[u8; 10]>::try_from(b).map_err(|_| StoreError::Corrupt(format!("smsc index value of {} bytes", b.len())))?;
+    let id = u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
+    Ok((MessageId(id), usize::from(u16::from_be_bytes([v[8], v[9]]))))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -197,7 +193,7 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 mod tests {
     use super::*;
     use crate::ids::{ClientId, Msisdn};
-    use crate::state::record::{Status, Transition};
+    use crate::state::record::{Part, Status, Transition};
 
     fn record(id: u64, smsc: Option<&str>) -> MessageRecord {
         let mut rec = MessageRecord {
@@ -208,13 +204,14 @@ mod tests {
             link: LinkId::new("vf-1"),
             client_ref: Some("ref-1".to_owned()),
             segments: 1,
-            smsc_message_id: None,
+            parts: vec![Part::default()],
             status: Status::Accepted,
             transitions: Vec::new(),
         };
         rec.push(Transition::at(Status::Accepted, 1_000));
         if let Some(s) = smsc {
-            rec.smsc_message_id = Some(SmscMessageId::new(s));
+            rec.parts[0].smsc_message_id = Some(SmscMessageId::new(s));
+            rec.parts[0].status = Some(Status::Submitted);
             rec.push(Transition::at(Status::Submitted, 1_010));
         }
         rec
@@ -252,16 +249,11 @@ mod tests {
         let mut store = EmbeddedStore::open(dir.path()).unwrap();
         store.apply(&[Op::Put(record(1, None))]).unwrap();
         store.apply(&[Op::Put(record(1, Some("ab12")))]).unwrap();
-        let out = store
-            .apply(&[Op::Receipt(receipt("ab12", Status::Delivered))])
-            .unwrap();
-        assert_eq!(out, vec![OpOutcome::ReceiptApplied(MessageId(1))]);
+        let out = store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered))]).unwrap();
+        assert_eq!(out, vec![OpOutcome::ReceiptApplied(MessageId(1), ClientId::new("acme"))]);
         let rec = store.get(MessageId(1)).unwrap().unwrap();
         assert_eq!(rec.status, Status::Delivered);
-        assert_eq!(
-            statuses(&rec),
-            [Status::Accepted, Status::Submitted, Status::Delivered]
-        );
+        assert_eq!(statuses(&rec), [Status::Accepted, Status::Submitted, Status::Delivered]);
         assert_eq!(rec.transitions[2].error_code.as_deref(), Some("000"));
     }
 
@@ -269,17 +261,13 @@ mod tests {
     fn receipt_before_put_is_parked_then_applied() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = EmbeddedStore::open(dir.path()).unwrap();
-        let out = store
-            .apply(&[Op::Receipt(receipt("ab12", Status::Delivered))])
-            .unwrap();
+        let out = store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered))]).unwrap();
         assert_eq!(out, vec![OpOutcome::ReceiptParked]);
         store.apply(&[Op::Put(record(1, Some("ab12")))]).unwrap();
         let rec = store.get(MessageId(1)).unwrap().unwrap();
         assert_eq!(rec.status, Status::Delivered);
         // The parked receipt is gone: a second one is a duplicate, not parked again.
-        let out = store
-            .apply(&[Op::Receipt(receipt("ab12", Status::Delivered))])
-            .unwrap();
+        let out = store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered))]).unwrap();
         assert_eq!(out, vec![OpOutcome::ReceiptDuplicate(MessageId(1))]);
         let txn = store.db.begin_read().unwrap();
         assert!(txn.open_table(PARKED).unwrap().first().unwrap().is_none());
@@ -290,13 +278,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = EmbeddedStore::open(dir.path()).unwrap();
         store.apply(&[Op::Put(record(1, Some("ab12")))]).unwrap();
-        store
-            .apply(&[Op::Receipt(receipt("ab12", Status::Delivered))])
-            .unwrap();
+        store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered))]).unwrap();
         let before = store.get(MessageId(1)).unwrap();
-        let out = store
-            .apply(&[Op::Receipt(receipt("ab12", Status::Undeliverable))])
-            .unwrap();
+        let out = store.apply(&[Op::Receipt(receipt("ab12", Status::Undeliverable))]).unwrap();
         assert_eq!(out, vec![OpOutcome::ReceiptDuplicate(MessageId(1))]);
         assert_eq!(store.get(MessageId(1)).unwrap(), before);
     }
@@ -322,18 +306,12 @@ mod tests {
                 OpOutcome::Stored,
                 OpOutcome::Stored,
                 OpOutcome::Stored,
-                OpOutcome::ReceiptApplied(MessageId(2)),
+                OpOutcome::ReceiptApplied(MessageId(2), ClientId::new("acme")),
                 OpOutcome::ReceiptDuplicate(MessageId(2)),
             ]
         );
-        assert_eq!(
-            store.get(MessageId(1)).unwrap().unwrap().status,
-            Status::Delivered
-        );
-        assert_eq!(
-            store.get(MessageId(2)).unwrap().unwrap().status,
-            Status::Expired
-        );
+        assert_eq!(store.get(MessageId(1)).unwrap().unwrap().status, Status::Delivered);
+        assert_eq!(store.get(MessageId(2)).unwrap().unwrap().status, Status::Expired);
     }
 
     #[test]
@@ -341,10 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = EmbeddedStore::open(dir.path()).unwrap();
         store
-            .apply(&[
-                Op::Receipt(receipt("ab12", Status::Delivered)),
-                Op::Receipt(receipt("ab12", Status::Unknown)),
-            ])
+            .apply(&[Op::Receipt(receipt("ab12", Status::Delivered)), Op::Receipt(receipt("ab12", Status::Unknown))])
             .unwrap();
         store.apply(&[Op::Put(record(1, Some("ab12")))]).unwrap();
         let rec = store.get(MessageId(1)).unwrap().unwrap();
@@ -366,26 +341,13 @@ mod tests {
                 .unwrap();
         }
         let mut store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.get(MessageId(1)).unwrap().unwrap().status,
-            Status::Delivered
-        );
+        assert_eq!(store.get(MessageId(1)).unwrap().unwrap().status, Status::Delivered);
         assert_eq!(store.get(MessageId(3)).unwrap(), Some(record(3, None)));
         // Index and parked receipt survived too.
-        let out = store
-            .apply(&[
-                Op::Receipt(receipt("ab12", Status::Delivered)),
-                Op::Put(record(2, Some("later"))),
-            ])
-            .unwrap();
-        assert_eq!(
-            out,
-            vec![OpOutcome::ReceiptDuplicate(MessageId(1)), OpOutcome::Stored]
-        );
-        assert_eq!(
-            store.get(MessageId(2)).unwrap().unwrap().status,
-            Status::Delivered
-        );
+        let out =
+            store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered)), Op::Put(record(2, Some("later")))]).unwrap();
+        assert_eq!(out, vec![OpOutcome::ReceiptDuplicate(MessageId(1)), OpOutcome::Stored]);
+        assert_eq!(store.get(MessageId(2)).unwrap().unwrap().status, Status::Delivered);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! group commit), because the writer acknowledges the shards only after it returns.
 
 use super::record::{MessageRecord, Receipt};
-use crate::ids::MessageId;
+use crate::ids::{ClientId, MessageId};
 
 /// One write in a batch.
 #[derive(Clone, Debug)]
@@ -23,8 +23,9 @@ pub enum Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpOutcome {
     Stored,
-    /// The receipt was applied to this message.
-    ReceiptApplied(MessageId),
+    /// The receipt was applied to this message, which belongs to this client (the receipt
+    /// stream, `notify::stream`, tells that client's watchers).
+    ReceiptApplied(MessageId, ClientId),
     /// The receipt's message already had a final status; the receipt was kept as an extra
     /// transition-free duplicate and changed nothing.
     ReceiptDuplicate(MessageId),

@@ -105,19 +105,13 @@ pub struct Writer {
 impl StateHandle {
     /// Inserts or replaces a record. Submitted now (so calls keep their order whatever order
     /// the futures are polled in); the future resolves once the record is durable.
-    pub fn put(
-        &self,
-        rec: MessageRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub fn put(&self, rec: MessageRecord) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let reply = self.write(Op::Put(rec));
         async move { reply.await.map(|_| ()) }
     }
 
     /// Records a delivery receipt. Submitted now; resolves once durable, with what it did.
-    pub fn receipt(
-        &self,
-        r: Receipt,
-    ) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
+    pub fn receipt(&self, r: Receipt) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
         self.write(Op::Receipt(r))
     }
 
@@ -142,10 +136,7 @@ impl StateHandle {
         Arc::clone(&self.shared.stats)
     }
 
-    fn write(
-        &self,
-        op: Op,
-    ) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
+    fn write(&self, op: Op) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
         let sent = self.submit(Request::Write { op, reply });
         answer(sent, rx)
@@ -176,10 +167,7 @@ async fn answer<T>(
 
 impl Writer {
     /// Starts the thread "state-writer", which owns `store` until shutdown.
-    pub fn spawn<S: StateStore>(
-        store: S,
-        cfg: WriterConfig,
-    ) -> std::io::Result<(Writer, StateHandle)> {
+    pub fn spawn<S: StateStore>(store: S, cfg: WriterConfig) -> std::io::Result<(Writer, StateHandle)> {
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity.max(1));
         let shared = Arc::new(Shared::default());
         let thread = {
@@ -189,15 +177,8 @@ impl Writer {
                 .name("state-writer".to_owned())
                 .spawn(move || run(store, &rx, max_batch, &shared.stats))?
         };
-        let handle = StateHandle {
-            tx: tx.clone(),
-            shared: Arc::clone(&shared),
-        };
-        let writer = Writer {
-            thread: Some(thread),
-            tx,
-            shared,
-        };
+        let handle = StateHandle { tx: tx.clone(), shared: Arc::clone(&shared) };
+        let writer = Writer { thread: Some(thread), tx, shared };
         Ok((writer, handle))
     }
 
@@ -222,9 +203,7 @@ impl Writer {
         if self.tx.send(Request::Stop).is_err() {
             tracing::warn!("state writer exited before shutdown");
         }
-        thread
-            .join()
-            .map_err(|_| StoreError::Io("state writer thread panicked".to_owned()))?
+        thread.join().map_err(|_| StoreError::Io("state writer thread panicked".to_owned()))?
     }
 }
 
@@ -284,11 +263,7 @@ struct Batch {
 
 impl Batch {
     fn with_capacity(n: usize) -> Self {
-        Batch {
-            ops: Vec::with_capacity(n),
-            write_replies: Vec::with_capacity(n),
-            reads: Vec::new(),
-        }
+        Batch { ops: Vec::with_capacity(n), write_replies: Vec::with_capacity(n), reads: Vec::new() }
     }
 
     fn len(&self) -> usize {
@@ -317,18 +292,16 @@ impl Batch {
         if !self.ops.is_empty() {
             let applied = store.apply(&self.ops);
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats
-                .ops
-                .fetch_add(self.ops.len() as u64, Ordering::Relaxed);
+            stats.ops.fetch_add(self.ops.len() as u64, Ordering::Relaxed);
             self.ops.clear();
             match applied {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
                     for reply in self.write_replies.drain(..) {
                         // A backend that returned too few outcomes: the rest are not known durable.
-                        let answer = outcomes.next().ok_or_else(|| {
-                            StoreError::Corrupt("backend returned too few outcomes".to_owned())
-                        });
+                        let answer = outcomes
+                            .next()
+                            .ok_or_else(|| StoreError::Corrupt("backend returned too few outcomes".to_owned()));
                         deliver(reply, answer, stats);
                     }
                 }
@@ -373,7 +346,7 @@ mod tests {
     use super::*;
     use crate::ids::{ClientId, LinkId, Msisdn, SmscMessageId};
     use crate::state::embedded::EmbeddedStore;
-    use crate::state::record::{Status, Transition};
+    use crate::state::record::{Part, Status, Transition};
     use futures_lite::future::block_on;
     use std::time::Duration;
 
@@ -386,13 +359,14 @@ mod tests {
             link: LinkId::new("vf-1"),
             client_ref: None,
             segments: 1,
-            smsc_message_id: None,
+            parts: vec![Part::default()],
             status: Status::Accepted,
             transitions: Vec::new(),
         };
         rec.push(Transition::at(Status::Accepted, 1_000));
         if let Some(s) = smsc {
-            rec.smsc_message_id = Some(SmscMessageId::new(s));
+            rec.parts[0].smsc_message_id = Some(SmscMessageId::new(s));
+            rec.parts[0].status = Some(Status::Submitted);
             rec.push(Transition::at(Status::Submitted, 1_010));
         }
         rec
@@ -454,12 +428,7 @@ mod tests {
     fn gated(dir: &std::path::Path, cfg: WriterConfig, fail: bool) -> (Writer, StateHandle, Gate) {
         let (open, gate) = crossbeam_channel::bounded(1);
         let (entered_tx, entered) = crossbeam_channel::bounded(1);
-        let store = Gated {
-            inner: EmbeddedStore::open(dir).unwrap(),
-            entered: entered_tx,
-            gate: Some(gate),
-            fail,
-        };
+        let store = Gated { inner: EmbeddedStore::open(dir).unwrap(), entered: entered_tx, gate: Some(gate), fail };
         let (writer, handle) = Writer::spawn(store, cfg).unwrap();
         (writer, handle, Gate { open, entered })
     }
@@ -485,7 +454,7 @@ mod tests {
                         block_on(handle.put(record(id, None))).unwrap();
                         block_on(handle.put(record(id, Some(&smsc)))).unwrap();
                         let out = block_on(handle.receipt(receipt(&smsc))).unwrap();
-                        assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(id)));
+                        assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(id), ClientId::new("acme")));
                         let rec = block_on(handle.get(MessageId(id))).unwrap().unwrap();
                         assert_eq!(rec.status, Status::Delivered);
                     }
@@ -503,10 +472,7 @@ mod tests {
     #[test]
     fn concurrent_puts_share_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = WriterConfig {
-            max_batch: 256,
-            queue_capacity: 2_000,
-        };
+        let cfg = WriterConfig { max_batch: 256, queue_capacity: 2_000 };
         let (writer, handle, gate) = gated(dir.path(), cfg, false);
         // Submitted at call time, awaited later: 1,000 puts in flight at once.
         let pending: Vec<_> = (0..1_000).map(|i| handle.put(record(i, None))).collect();
@@ -518,29 +484,20 @@ mod tests {
         // The first batch held what arrived before the gate; the rest went 256 at a time.
         assert!(batches <= 1 + 999_u64.div_ceil(256), "{batches} batches");
         assert_eq!(writer.stats().ops.load(Ordering::Relaxed), 1_000);
-        assert_eq!(
-            block_on(handle.get(MessageId(999))).unwrap(),
-            Some(record(999, None))
-        );
+        assert_eq!(block_on(handle.get(MessageId(999))).unwrap(), Some(record(999, None)));
         writer.shutdown().unwrap();
     }
 
     #[test]
     fn full_queue_is_busy_not_a_hidden_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = WriterConfig {
-            max_batch: 8,
-            queue_capacity: 4,
-        };
+        let cfg = WriterConfig { max_batch: 8, queue_capacity: 4 };
         let (writer, handle, gate) = gated(dir.path(), cfg, false);
         let first = handle.put(record(0, None));
         gate.wait_entered();
         assert_eq!(handle.queue_depth(), 0);
         let queued: Vec<_> = (1..=4).map(|i| handle.put(record(i, None))).collect();
-        assert!(matches!(
-            block_on(handle.put(record(5, None))),
-            Err(StoreError::Busy)
-        ));
+        assert!(matches!(block_on(handle.put(record(5, None))), Err(StoreError::Busy)));
         gate.open();
         block_on(first).unwrap();
         for q in queued {
@@ -574,10 +531,7 @@ mod tests {
         for p in pending {
             block_on(p).unwrap();
         }
-        assert!(matches!(
-            block_on(handle.put(record(7, None))),
-            Err(StoreError::Closed)
-        ));
+        assert!(matches!(block_on(handle.put(record(7, None))), Err(StoreError::Closed)));
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.get(MessageId(99)).unwrap(), Some(record(99, None)));
     }
@@ -603,11 +557,10 @@ mod tests {
             done_tx.send(result).ok();
         });
         // A missed wake would hang the executor forever: fail after a bound instead.
-        let result = done_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("glommio executor was not woken by the writer thread");
+        let result =
+            done_rx.recv_timeout(Duration::from_secs(20)).expect("glommio executor was not woken by the writer thread");
         let (out, rec) = result.unwrap().unwrap().unwrap();
-        assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(7)));
+        assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(7), ClientId::new("acme")));
         assert_eq!(rec.unwrap().status, Status::Delivered);
         shard.join().unwrap();
         writer.shutdown().unwrap();

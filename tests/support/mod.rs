@@ -17,10 +17,7 @@ pub fn free_port() -> u16 {
 }
 
 fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_smsgate"))
-        .parent()
-        .expect("target dir")
-        .to_owned()
+    Path::new(env!("CARGO_BIN_EXE_smsgate")).parent().expect("target dir").to_owned()
 }
 
 /// A running smsc-sim (from the `perf` package; `cargo test --workspace` builds it).
@@ -32,11 +29,7 @@ pub struct Sim {
 impl Sim {
     pub fn start(args: &[&str]) -> Sim {
         let bin = bin_dir().join("smsc-sim");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `cargo test --workspace` (it builds perf's smsc-sim)",
-            bin.display()
-        );
+        assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds perf's smsc-sim)", bin.display());
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -45,9 +38,7 @@ impl Sim {
             .spawn()
             .expect("start smsc-sim");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("sim stdout"))
-            .read_line(&mut line)
-            .expect("sim banner");
+        BufReader::new(child.stdout.take().expect("sim stdout")).read_line(&mut line).expect("sim banner");
         let port = line
             .trim()
             .rsplit(':')
@@ -77,10 +68,7 @@ impl Drop for Sim {
 }
 
 pub fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let status = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().expect("kill");
     assert!(status.success(), "kill -{sig} failed");
 }
 
@@ -93,11 +81,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     pub fn one_link(sim_port: u16) -> Self {
-        GatewayConfig {
-            links: vec![("100".into(), sim_port)],
-            response_timeout_ms: 5_000,
-            extra_config: String::new(),
-        }
+        GatewayConfig { links: vec![("100".into(), sim_port)], response_timeout_ms: 5_000, extra_config: String::new() }
     }
 }
 
@@ -144,10 +128,7 @@ impl Gateway {
 
     pub fn start_on(dir: &Path, port: u16, cfg: &GatewayConfig, wait_bound: bool) -> Gateway {
         let config = Self::write_config(dir, port, cfg);
-        let log = dir.join(format!(
-            "smsgate-{}.log",
-            Instant::now().elapsed().as_nanos() ^ u128::from(port)
-        ));
+        let log = dir.join(format!("smsgate-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(port)));
         let logfile = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
             .args(["--config", config.to_str().expect("utf-8 path")])
@@ -155,12 +136,7 @@ impl Gateway {
             .stderr(logfile)
             .spawn()
             .expect("start smsgate");
-        let gw = Gateway {
-            port,
-            dir: dir.to_owned(),
-            child,
-            log,
-        };
+        let gw = Gateway { port, dir: dir.to_owned(), child, log };
         gw.wait_ready(wait_bound);
         gw
     }
@@ -181,11 +157,7 @@ impl Gateway {
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "smsgate not ready in 20 s; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "smsgate not ready in 20 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -206,11 +178,7 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "smsgate did not stop in 20 s; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "smsgate did not stop in 20 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -238,40 +206,24 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// POST /api/v1/messages; returns (status, JSON body).
-pub fn submit(
-    agent: &ureq::Agent,
-    gw: &Gateway,
-    key: &str,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value) {
+pub fn submit(agent: &ureq::Agent, gw: &Gateway, key: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let mut r = agent
         .post(&gw.url("/api/v1/messages"))
         .header("Authorization", &format!("Bearer {key}"))
         .send_json(body)
         .expect("submit request");
     let status = r.status().as_u16();
-    (
-        status,
-        r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
-    )
+    (status, r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
 }
 
-pub fn get_message(
-    agent: &ureq::Agent,
-    gw: &Gateway,
-    key: &str,
-    id: &str,
-) -> (u16, serde_json::Value) {
+pub fn get_message(agent: &ureq::Agent, gw: &Gateway, key: &str, id: &str) -> (u16, serde_json::Value) {
     let mut r = agent
         .get(&gw.url(&format!("/api/v1/messages/{id}")))
         .header("Authorization", &format!("Bearer {key}"))
         .call()
         .expect("get request");
     let status = r.status().as_u16();
-    (
-        status,
-        r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
-    )
+    (status, r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
 }
 
 pub fn message(to: &str, link: &str) -> serde_json::Value {

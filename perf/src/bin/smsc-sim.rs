@@ -112,10 +112,7 @@ impl Config {
                 return Err(format!("unknown option {flag}"));
             }
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{flag}: not a number: {v}"))
-            };
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: not a number: {v}"));
             match flag.as_str() {
                 "--listen" => config.listen = value,
                 "--system-id" => config.system_id = Some(value),
@@ -124,12 +121,9 @@ impl Config {
                 "--dlr-delay-ms" => config.dlr_delay = Duration::from_millis(number(&value)?),
                 "--dlr-mix" => config.dlr_mix = parse_mix(&value)?,
                 "--reject" => {
-                    let (digits, status) = value
-                        .split_once('=')
-                        .ok_or_else(|| format!("--reject wants DIGITS=STATUS, got {value}"))?;
-                    config
-                        .rejects
-                        .push((digits.to_string(), parse_status(status)?));
+                    let (digits, status) =
+                        value.split_once('=').ok_or_else(|| format!("--reject wants DIGITS=STATUS, got {value}"))?;
+                    config.rejects.push((digits.to_string(), parse_status(status)?));
                 }
                 "--blackhole" => config.blackholes.push(value),
                 "--stats-interval-s" => {
@@ -145,17 +139,10 @@ impl Config {
 
     /// The command_status for a submit to `destination`; `None`: never answer it.
     fn submit_outcome(&self, destination: &str) -> Option<CommandStatus> {
-        if self
-            .blackholes
-            .iter()
-            .any(|p| destination.starts_with(p.as_str()))
-        {
+        if self.blackholes.iter().any(|p| destination.starts_with(p.as_str())) {
             return None;
         }
-        let reject = self
-            .rejects
-            .iter()
-            .find(|(p, _)| destination.starts_with(p.as_str()));
+        let reject = self.rejects.iter().find(|(p, _)| destination.starts_with(p.as_str()));
         Some(reject.map_or(CommandStatus::ROK, |&(_, status)| status))
     }
 }
@@ -163,13 +150,9 @@ impl Config {
 fn parse_mix(value: &str) -> Result<Vec<(FinalState, u32)>, String> {
     let mut mix = Vec::new();
     for part in value.split(',').filter(|p| !p.is_empty()) {
-        let (name, weight) = part
-            .split_once('=')
-            .ok_or_else(|| format!("--dlr-mix wants STATE=WEIGHT, got {part}"))?;
+        let (name, weight) = part.split_once('=').ok_or_else(|| format!("--dlr-mix wants STATE=WEIGHT, got {part}"))?;
         let state = FinalState::from_stat(name).ok_or_else(|| format!("unknown state {name}"))?;
-        let weight: u32 = weight
-            .parse()
-            .map_err(|_| format!("bad weight in {part}"))?;
+        let weight: u32 = weight.parse().map_err(|_| format!("bad weight in {part}"))?;
         if weight > 0 {
             mix.push((state, weight));
         }
@@ -185,9 +168,7 @@ fn parse_status(s: &str) -> Result<CommandStatus, String> {
         Some(hex) => u32::from_str_radix(hex, 16),
         None => s.parse(),
     };
-    parsed
-        .map(CommandStatus)
-        .map_err(|_| format!("bad command_status {s}"))
+    parsed.map(CommandStatus).map_err(|_| format!("bad command_status {s}"))
 }
 
 // === shared state ===
@@ -364,11 +345,7 @@ impl Conn {
 
     fn on_pdu(&mut self, pdu: Pdu, now: Instant, dates: &mut Option<ReceiptDates>) {
         let sequence = pdu.sequence;
-        let reply = |status: CommandStatus, body: Body| Pdu {
-            status,
-            sequence,
-            body,
-        };
+        let reply = |status: CommandStatus, body: Body| Pdu { status, sequence, body };
         match pdu.body {
             Body::BindTransmitter(bind) => {
                 let status = self.bind(&bind, Bound::Transmitter);
@@ -436,18 +413,10 @@ impl Conn {
         if self.bound.is_some() {
             return CommandStatus::RALYBND;
         }
-        if config
-            .system_id
-            .as_ref()
-            .is_some_and(|id| *id != bind.system_id)
-        {
+        if config.system_id.as_ref().is_some_and(|id| *id != bind.system_id) {
             return CommandStatus::RINVSYSID;
         }
-        if config
-            .password
-            .as_ref()
-            .is_some_and(|pw| *pw != bind.password)
-        {
+        if config.password.as_ref().is_some_and(|pw| *pw != bind.password) {
             return CommandStatus::RINVPASWD;
         }
         self.sim.stats.binds.fetch_add(1, Relaxed);
@@ -518,10 +487,7 @@ fn bind_resp(status: CommandStatus) -> BindResp {
     if !status.is_ok() {
         return BindResp::default();
     }
-    BindResp {
-        system_id: "smsc-sim".into(),
-        sc_interface_version: Some(0x34),
-    }
+    BindResp { system_id: "smsc-sim".into(), sc_interface_version: Some(0x34) }
 }
 
 /// Drives one connection: reads, decodes, writes and wakes for the delay queues, in one
@@ -587,10 +553,7 @@ struct ReceiptDates {
 impl ReceiptDates {
     fn now(sim: &Sim) -> Self {
         let now = SystemTime::now();
-        ReceiptDates {
-            submit: yymmddhhmm(now),
-            done: yymmddhhmm(now + sim.config.dlr_delay),
-        }
+        ReceiptDates { submit: yymmddhhmm(now), done: yymmddhhmm(now + sim.config.dlr_delay) }
     }
 }
 
@@ -598,12 +561,7 @@ fn yymmddhhmm(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (year, month, day) = civil_from_days(secs / 86_400);
     let minute_of_day = (secs % 86_400) / 60;
-    format!(
-        "{:02}{month:02}{day:02}{:02}{:02}",
-        year % 100,
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
+    format!("{:02}{month:02}{day:02}{:02}{:02}", year % 100, minute_of_day / 60, minute_of_day % 60)
 }
 
 /// (year, month, day) of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
@@ -654,14 +612,9 @@ fn main() -> ExitCode {
         )
         .init();
     let runtime = if config.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads)
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads).enable_all().build()
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,

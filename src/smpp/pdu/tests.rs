@@ -25,10 +25,7 @@ fn sample_sm() -> Sm {
         data_coding: 8,
         sm_default_msg_id: 0,
         short_message: vec![0x05, 0x00, 0x03, 0x00, 0x02, 0x01, 0x00, 0x40, 0x00, 0x00],
-        tlvs: vec![
-            Tlv::new(tag::USER_MESSAGE_REFERENCE, [0, 7]),
-            Tlv::new(0x1400, []),
-        ],
+        tlvs: vec![Tlv::new(tag::USER_MESSAGE_REFERENCE, [0, 7]), Tlv::new(0x1400, [])],
     }
 }
 
@@ -42,10 +39,7 @@ fn every_body() -> Vec<Pdu> {
         addr_npi: 1,
         address_range: "^49".into(),
     };
-    let bind_resp = BindResp {
-        system_id: "SMSC".into(),
-        sc_interface_version: Some(0x34),
-    };
+    let bind_resp = BindResp { system_id: "SMSC".into(), sc_interface_version: Some(0x34) };
     let bodies = vec![
         Body::BindTransmitter(bind.clone()),
         Body::BindReceiver(bind.clone()),
@@ -54,9 +48,7 @@ fn every_body() -> Vec<Pdu> {
         Body::BindReceiverResp(BindResp::default()),
         Body::BindTransceiverResp(bind_resp),
         Body::SubmitSm(Box::new(sample_sm())),
-        Body::SubmitSmResp(SmResp {
-            message_id: "0123456789abcdef".into(),
-        }),
+        Body::SubmitSmResp(SmResp { message_id: "0123456789abcdef".into() }),
         Body::DeliverSm(Box::default()),
         Body::DeliverSmResp(SmResp::default()),
         Body::EnquireLink,
@@ -65,26 +57,15 @@ fn every_body() -> Vec<Pdu> {
         Body::UnbindResp,
         Body::GenericNack,
     ];
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| Pdu::new(i as u32 + 1, body))
-        .collect()
+    bodies.into_iter().enumerate().map(|(i, body)| Pdu::new(i as u32 + 1, body)).collect()
 }
 
 #[test]
 fn every_body_round_trips() {
     for pdu in every_body() {
         let bytes = encoded(&pdu);
-        assert_eq!(
-            bytes.len(),
-            u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize
-        );
-        assert_eq!(
-            decode(&bytes),
-            Ok(Some((pdu.clone(), bytes.len()))),
-            "{pdu:?}"
-        );
+        assert_eq!(bytes.len(), u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize);
+        assert_eq!(decode(&bytes), Ok(Some((pdu.clone(), bytes.len()))), "{pdu:?}");
     }
 }
 
@@ -131,10 +112,7 @@ fn decodes_a_hand_written_bind_transceiver() {
     assert_eq!(bind.system_id, "smppclient1");
     assert_eq!(bind.password, "password");
     assert_eq!(bind.system_type, "");
-    assert_eq!(
-        (bind.interface_version, bind.addr_ton, bind.addr_npi),
-        (0x34, 1, 1)
-    );
+    assert_eq!((bind.interface_version, bind.addr_ton, bind.addr_npi), (0x34, 1, 1));
     assert_eq!(bind.address_range, "");
 }
 
@@ -178,10 +156,7 @@ fn decodes_a_hand_written_deliver_sm_receipt() {
     assert_eq!(RECEIPT_TEXT.len(), 105, "hand-counted sm_length");
 
     let (pdu, used) = decode(&bytes).unwrap().unwrap();
-    assert_eq!(
-        (used, pdu.sequence, pdu.status),
-        (174, 258, CommandStatus::ROK)
-    );
+    assert_eq!((used, pdu.sequence, pdu.status), (174, 258, CommandStatus::ROK));
     let Body::DeliverSm(sm) = pdu.body else {
         panic!("not a deliver_sm: {:?}", pdu.body);
     };
@@ -190,10 +165,7 @@ fn decodes_a_hand_written_deliver_sm_receipt() {
     assert_eq!(sm.esm_class, 0x04);
     assert_eq!(sm.short_message, RECEIPT_TEXT);
     assert_eq!(sm.tlv(tag::RECEIPTED_MESSAGE_ID), Some(&b"2a5f0c1b\0"[..]));
-    assert_eq!(
-        sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(),
-        Some("2a5f0c1b")
-    );
+    assert_eq!(sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some("2a5f0c1b"));
     assert_eq!(sm.tlv_u8(tag::MESSAGE_STATE), Some(2));
     assert_eq!(sm.tlv(tag::NETWORK_ERROR_CODE), None);
 }
@@ -246,16 +218,10 @@ fn broken_lengths_close_the_stream() {
         bytes[..4].copy_from_slice(&len.to_be_bytes());
         // The error comes as soon as the length is known, with what the header has so far.
         let early = decode(&bytes[..4]).unwrap_err();
-        assert_eq!(
-            (early.kind, early.skip),
-            (DecodeErrorKind::InvalidLength(len), None)
-        );
+        assert_eq!((early.kind, early.skip), (DecodeErrorKind::InvalidLength(len), None));
         assert_eq!((early.command_id, early.sequence), (0, 0));
         let full = decode(&bytes).unwrap_err();
-        assert_eq!(
-            (full.command_id, full.sequence, full.skip),
-            (0x15, 77, None)
-        );
+        assert_eq!((full.command_id, full.sequence, full.skip), (0x15, 77, None));
         assert_eq!(full.nack_status(), CommandStatus::RINVCMDLEN);
     }
 }
@@ -263,20 +229,14 @@ fn broken_lengths_close_the_stream() {
 #[test]
 fn malformed_frames_are_skipped_with_the_right_status() {
     let bind_body = |system_id: &[u8], rest: &[u8]| [system_id, rest].concat();
-    let long_dest = Sm {
-        destination_addr: "x".into(),
-        ..Sm::default()
-    };
+    let long_dest = Sm { destination_addr: "x".into(), ..Sm::default() };
     let mut long_dest_body = sm_body(&long_dest);
     // Replace the 1-octet destination with 21 octets and no NUL within the limit.
     let at = long_dest_body.iter().position(|&b| b == b'x').unwrap();
     long_dest_body.splice(at..at + 1, [b'1'; 21]);
 
     let sm_past_end = {
-        let mut body = sm_body(&Sm {
-            short_message: b"abc".to_vec(),
-            ..Sm::default()
-        });
+        let mut body = sm_body(&Sm { short_message: b"abc".to_vec(), ..Sm::default() });
         let at = body.len() - 4;
         body[at] = 200; // sm_length beyond the body
         body
@@ -287,38 +247,13 @@ fn malformed_frames_are_skipped_with_the_right_status() {
     use command_id as id;
     use DecodeErrorKind as K;
     let cases: Vec<(Vec<u8>, DecodeErrorKind, CommandStatus)> = vec![
+        (frame(0x0000_0099, 0, 5, &[]), K::UnknownCommand, CommandStatus::RINVCMDID),
+        (frame(id::DATA_SM, 0, 5, &[0; 20]), K::UnknownCommand, CommandStatus::RINVCMDID),
+        (frame(id::ENQUIRE_LINK, 0, 5, &[0]), K::TrailingBytes, CommandStatus::RINVCMDLEN),
+        (frame(id::GENERIC_NACK, 3, 5, &[1, 2]), K::TrailingBytes, CommandStatus::RINVCMDLEN),
+        (frame(id::BIND_TRANSCEIVER, 0, 5, b"abc"), K::Truncated("system_id"), CommandStatus::RINVCMDLEN),
         (
-            frame(0x0000_0099, 0, 5, &[]),
-            K::UnknownCommand,
-            CommandStatus::RINVCMDID,
-        ),
-        (
-            frame(id::DATA_SM, 0, 5, &[0; 20]),
-            K::UnknownCommand,
-            CommandStatus::RINVCMDID,
-        ),
-        (
-            frame(id::ENQUIRE_LINK, 0, 5, &[0]),
-            K::TrailingBytes,
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::GENERIC_NACK, 3, 5, &[1, 2]),
-            K::TrailingBytes,
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::BIND_TRANSCEIVER, 0, 5, b"abc"),
-            K::Truncated("system_id"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(
-                id::BIND_TRANSCEIVER,
-                0,
-                5,
-                &bind_body(&[b'a'; 16], b"\0pw\0\0\x34\0\0\0"),
-            ),
+            frame(id::BIND_TRANSCEIVER, 0, 5, &bind_body(&[b'a'; 16], b"\0pw\0\0\x34\0\0\0")),
             K::FieldTooLong("system_id"),
             CommandStatus::RINVSYSID,
         ),
@@ -332,56 +267,16 @@ fn malformed_frames_are_skipped_with_the_right_status() {
             K::Truncated("address_range"),
             CommandStatus::RINVCMDLEN,
         ),
-        (
-            frame(id::BIND_TRANSCEIVER, 0, 5, b"id\0pw\0\0\x34\0\0\0\0"),
-            K::TrailingBytes,
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::SUBMIT_SM, 0, 5, &long_dest_body),
-            K::FieldTooLong("destination_addr"),
-            CommandStatus::RINVDSTADR,
-        ),
-        (
-            frame(id::SUBMIT_SM, 0, 5, &sm_past_end),
-            K::Truncated("short_message"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::DELIVER_SM, 0, 5, &tlv_past_end),
-            K::Truncated("tlv value"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::DELIVER_SM, 0, 5, &partial_tlv),
-            K::Truncated("tlv length"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::SUBMIT_SM, 0, 5, &[]),
-            K::Truncated("service_type"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::SUBMIT_SM_RESP, 0, 5, &[]),
-            K::Truncated("message_id"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::SUBMIT_SM_RESP, 0x45, 5, b"abc"),
-            K::Truncated("message_id"),
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::SUBMIT_SM_RESP, 0, 5, b"id\0x"),
-            K::TrailingBytes,
-            CommandStatus::RINVCMDLEN,
-        ),
-        (
-            frame(id::BIND_TRANSMITTER_RESP, 0, 5, &[]),
-            K::Truncated("system_id"),
-            CommandStatus::RINVCMDLEN,
-        ),
+        (frame(id::BIND_TRANSCEIVER, 0, 5, b"id\0pw\0\0\x34\0\0\0\0"), K::TrailingBytes, CommandStatus::RINVCMDLEN),
+        (frame(id::SUBMIT_SM, 0, 5, &long_dest_body), K::FieldTooLong("destination_addr"), CommandStatus::RINVDSTADR),
+        (frame(id::SUBMIT_SM, 0, 5, &sm_past_end), K::Truncated("short_message"), CommandStatus::RINVCMDLEN),
+        (frame(id::DELIVER_SM, 0, 5, &tlv_past_end), K::Truncated("tlv value"), CommandStatus::RINVCMDLEN),
+        (frame(id::DELIVER_SM, 0, 5, &partial_tlv), K::Truncated("tlv length"), CommandStatus::RINVCMDLEN),
+        (frame(id::SUBMIT_SM, 0, 5, &[]), K::Truncated("service_type"), CommandStatus::RINVCMDLEN),
+        (frame(id::SUBMIT_SM_RESP, 0, 5, &[]), K::Truncated("message_id"), CommandStatus::RINVCMDLEN),
+        (frame(id::SUBMIT_SM_RESP, 0x45, 5, b"abc"), K::Truncated("message_id"), CommandStatus::RINVCMDLEN),
+        (frame(id::SUBMIT_SM_RESP, 0, 5, b"id\0x"), K::TrailingBytes, CommandStatus::RINVCMDLEN),
+        (frame(id::BIND_TRANSMITTER_RESP, 0, 5, &[]), K::Truncated("system_id"), CommandStatus::RINVCMDLEN),
     ];
     let next = encoded(&Pdu::new(6, Body::EnquireLink));
     for (bytes, kind, status) in cases {
@@ -389,10 +284,7 @@ fn malformed_frames_are_skipped_with_the_right_status() {
         assert_eq!(err.kind, kind, "{bytes:02x?}");
         assert_eq!(err.skip, Some(bytes.len()), "{bytes:02x?}");
         assert_eq!(err.sequence, 5);
-        assert_eq!(
-            err.command_id,
-            u32::from_be_bytes(bytes[4..8].try_into().unwrap())
-        );
+        assert_eq!(err.command_id, u32::from_be_bytes(bytes[4..8].try_into().unwrap()));
         assert_eq!(err.nack_status(), status, "{kind}");
         // Skipping the frame finds the next PDU.
         let stream = [bytes.as_slice(), &next].concat();
@@ -414,16 +306,10 @@ fn error_responses_without_a_body_are_accepted() {
 
 #[test]
 fn non_utf8_strings_decode_lossily_and_short_message_stays_bytes() {
-    let mut body = sm_body(&Sm {
-        source_addr: "AB".into(),
-        short_message: vec![0xff, 0x00, 0xfe],
-        ..Sm::default()
-    });
+    let mut body = sm_body(&Sm { source_addr: "AB".into(), short_message: vec![0xff, 0x00, 0xfe], ..Sm::default() });
     let at = body.iter().position(|&b| b == b'A').unwrap();
     body[at] = 0xff;
-    let (pdu, _) = decode(&frame(command_id::DELIVER_SM, 0, 1, &body))
-        .unwrap()
-        .unwrap();
+    let (pdu, _) = decode(&frame(command_id::DELIVER_SM, 0, 1, &body)).unwrap().unwrap();
     let Body::DeliverSm(sm) = pdu.body else {
         panic!("not a deliver_sm");
     };
@@ -433,22 +319,10 @@ fn non_utf8_strings_decode_lossily_and_short_message_stays_bytes() {
 
 #[test]
 fn encode_refuses_what_the_spec_cannot_carry() {
-    let too_long_dest = Sm {
-        destination_addr: "1".repeat(21),
-        ..Sm::default()
-    };
-    let with_nul = Sm {
-        source_addr: "a\0b".into(),
-        ..Sm::default()
-    };
-    let long_text = Sm {
-        short_message: vec![b'a'; 255],
-        ..Sm::default()
-    };
-    let huge_tlv = Sm {
-        tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 70_000])],
-        ..Sm::default()
-    };
+    let too_long_dest = Sm { destination_addr: "1".repeat(21), ..Sm::default() };
+    let with_nul = Sm { source_addr: "a\0b".into(), ..Sm::default() };
+    let long_text = Sm { short_message: vec![b'a'; 255], ..Sm::default() };
+    let huge_tlv = Sm { tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, vec![0; 70_000])], ..Sm::default() };
     let cases = [
         (too_long_dest, "destination_addr"),
         (with_nul, "source_addr"),
@@ -457,20 +331,13 @@ fn encode_refuses_what_the_spec_cannot_carry() {
     ];
     for (sm, field) in cases {
         let mut out = vec![1, 2, 3];
-        let err = Pdu::new(1, Body::SubmitSm(Box::new(sm)))
-            .encode(&mut out)
-            .unwrap_err();
+        let err = Pdu::new(1, Body::SubmitSm(Box::new(sm))).encode(&mut out).unwrap_err();
         assert_eq!(err.field, field);
         assert_eq!(out, [1, 2, 3], "output left as it was");
     }
     // Two TLVs of 40 KB each: every field fits, the PDU does not.
-    let too_big = Sm {
-        tlvs: vec![
-            Tlv::new(0x1400, vec![0; 40_000]),
-            Tlv::new(0x1401, vec![0; 40_000]),
-        ],
-        ..Sm::default()
-    };
+    let too_big =
+        Sm { tlvs: vec![Tlv::new(0x1400, vec![0; 40_000]), Tlv::new(0x1401, vec![0; 40_000])], ..Sm::default() };
     let mut out = Vec::new();
     let err = Pdu::new(1, Body::SubmitSm(Box::new(too_big))).encode(&mut out);
     assert_eq!(err, Err(EncodeError { field: "pdu" }));
@@ -526,19 +393,7 @@ fn check_decode_is_total(bytes: &[u8]) {
 #[test]
 fn random_bytes_never_panic() {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let ids = [
-        1u32,
-        2,
-        4,
-        5,
-        6,
-        9,
-        0x15,
-        0x8000_0000,
-        0x8000_0001,
-        0x8000_0004,
-        0x8000_0005,
-    ];
+    let ids = [1u32, 2, 4, 5, 6, 9, 0x15, 0x8000_0000, 0x8000_0001, 0x8000_0004, 0x8000_0005];
     for _ in 0..20_000 {
         // Pure noise, mostly rejected by the length check.
         let len = rng.below(64);
