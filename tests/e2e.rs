@@ -181,3 +181,26 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     }
     drop(sim);
 }
+
+/// Long and UCS-2 texts: the answer gives the segment count, every part is tracked, and the
+/// message is delivered once every part's receipt arrived.
+#[test]
+fn long_and_ucs2_messages_are_tracked_per_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let gw = Gateway::start(dir.path(), &GatewayConfig::one_link(sim.port));
+    let a = agent();
+    let cases = [("a".repeat(300), 2), ("Привет 😀 ".repeat(10), 2), ("€".repeat(100), 2), ("short".to_owned(), 1)];
+    for (text, segments) in cases {
+        let (code, v) =
+            submit(&a, &gw, API_KEY, &json!({"to": "+4915112345678", "from": "ACME", "text": text, "link": "100"}));
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["segments"], segments, "{text}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        support::wait_until(10, "delivered", || get_message(&a, &gw, API_KEY, &id).1["status"] == "delivered");
+        let (_, rec) = get_message(&a, &gw, API_KEY, &id);
+        assert_eq!(rec["parts"].as_array().unwrap().len(), segments, "{rec}");
+        assert!(rec["parts"].as_array().unwrap().iter().all(|p| p["status"] == "delivered"), "{rec}");
+    }
+    assert!(gw.terminate().success());
+}

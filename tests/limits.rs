@@ -60,12 +60,10 @@ fn drive(
             let h = LocalExecutorBuilder::new(Placement::Unbound)
                 .name("limit-test")
                 .spawn(move || async move {
-                    let limiter =
-                        Rc::new(Limiter::new(node, shard, Instant::now()).expect("limiter"));
+                    let limiter = Rc::new(Limiter::new(node, shard, Instant::now()).expect("limiter"));
                     let shutdown = Shutdown::from_listener(listener);
                     limiter.start(shutdown.clone());
-                    let (client, target) =
-                        (ClientId::new("acme"), LimitTarget::Link(LinkId::new("100")));
+                    let (client, target) = (ClientId::new("acme"), LimitTarget::Link(LinkId::new("100")));
                     let mut offered = 0u64;
                     glommio::timer::sleep(start.saturating_duration_since(Instant::now())).await;
                     loop {
@@ -106,9 +104,7 @@ fn join(trigger: &ShutdownTrigger, handles: Vec<glommio::ExecutorJoinHandle<()>>
 }
 
 fn two_nodes(url: String, limits: ClientLimits) -> Vec<Arc<LimiterNode>> {
-    (1..=2)
-        .map(|id| Arc::new(LimiterNode::new(id, 2, redis_config(url.clone()), &spec(limits.clone()))))
-        .collect()
+    (1..=2).map(|id| Arc::new(LimiterNode::new(id, 2, redis_config(url.clone()), &spec(limits.clone())))).collect()
 }
 
 #[test]
@@ -119,15 +115,7 @@ fn two_nodes_share_the_link_rate() {
     let admitted = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(500);
     let secs = 4.0;
-    let handles = drive(
-        &nodes,
-        2,
-        2.0 * RATE,
-        start,
-        Duration::from_secs_f64(secs),
-        admitted.clone(),
-        &trigger,
-    );
+    let handles = drive(&nodes, 2, 2.0 * RATE, start, Duration::from_secs_f64(secs), admitted.clone(), &trigger);
     sleep_until(start + Duration::from_secs_f64(secs) + Duration::from_millis(100));
     let got = admitted.load(Ordering::Relaxed);
     let stats: Vec<_> = nodes.iter().map(|n| n.stats()).collect();
@@ -150,15 +138,7 @@ fn redis_outage_falls_back_to_local_shares_and_recovers() {
     let trigger = ShutdownTrigger::new();
     let admitted = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(500);
-    let handles = drive(
-        &nodes,
-        2,
-        2.0 * RATE,
-        start,
-        Duration::from_secs(7),
-        admitted.clone(),
-        &trigger,
-    );
+    let handles = drive(&nodes, 2, 2.0 * RATE, start, Duration::from_secs(7), admitted.clone(), &trigger);
     let at = |s: f64| start + Duration::from_secs_f64(s);
     sleep_until(at(2.0));
     let before = admitted.load(Ordering::Relaxed);
@@ -188,10 +168,7 @@ fn redis_outage_falls_back_to_local_shares_and_recovers() {
     assert!(outage as f64 <= RATE * 2.0 + f64::from(BURST), "{outage} in 2 s of outage");
     assert!(outage as f64 >= 0.8 * RATE * 2.0, "{outage}: the fallback still serves");
     assert!(recovered.iter().all(|s| s.degraded_shards == 0), "{recovered:?}");
-    assert!(
-        end.iter().map(|s| s.redis_calls).sum::<u64>() > calls_at_6,
-        "leases come from Redis again"
-    );
+    assert!(end.iter().map(|s| s.redis_calls).sum::<u64>() > calls_at_6, "leases come from Redis again");
     // The switches may each add a burst: Redis restarts empty (its burst is whole again).
     let hi = (RATE * 7.0) as u64 + 3 * u64::from(BURST);
     assert!(total <= hi, "{total} > {hi}");

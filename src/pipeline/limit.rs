@@ -140,10 +140,7 @@ struct NodeKey {
 
 impl NodeKey {
     fn rate(&self) -> Rate {
-        Rate::new(
-            f64::from_bits(self.rate_bits.load(Ordering::Relaxed)),
-            self.burst.load(Ordering::Relaxed),
-        )
+        Rate::new(f64::from_bits(self.rate_bits.load(Ordering::Relaxed)), self.burst.load(Ordering::Relaxed))
     }
 }
 
@@ -211,21 +208,10 @@ impl LimiterNode {
         }
         let mut clients = HashMap::new();
         for (c, l) in &spec.clients {
-            let window = |n: u32, period: u64| {
-                (Kind::Window(Duration::from_secs(period)), Rate::new(f64::from(n), 0))
-            };
-            let mut k = ClientKeys {
-                limits: l.clone(),
-                ..ClientKeys::default()
-            };
-            k.second = l.per_second.map(|n| {
-                add(
-                    format!("client:{c}"),
-                    Kind::Gcra,
-                    Layer::Client,
-                    Rate::new(f64::from(n), n),
-                )
-            });
+            let window = |n: u32, period: u64| (Kind::Window(Duration::from_secs(period)), Rate::new(f64::from(n), 0));
+            let mut k = ClientKeys { limits: l.clone(), ..ClientKeys::default() };
+            k.second =
+                l.per_second.map(|n| add(format!("client:{c}"), Kind::Gcra, Layer::Client, Rate::new(f64::from(n), n)));
             k.minute = l.per_minute.map(|n| {
                 let (kind, r) = window(n, 60);
                 add(format!("client:{c}:minute"), kind, Layer::Client, r)
@@ -234,9 +220,7 @@ impl LimiterNode {
                 let (kind, r) = window(n, 86_400);
                 add(format!("client:{c}:day"), kind, Layer::Client, r)
             });
-            k.destination_label = l
-                .has_destination_caps()
-                .then(|| Arc::from(format!("client:{c}:destination")));
+            k.destination_label = l.has_destination_caps().then(|| Arc::from(format!("client:{c}:destination")));
             clients.insert(c.clone(), k);
         }
         LimiterNode {
@@ -282,10 +266,7 @@ impl LimiterNode {
     }
 
     fn live_nodes(&self) -> u32 {
-        self.live_nodes
-            .load(Ordering::Relaxed)
-            .max(self.redis.min_nodes)
-            .max(1)
+        self.live_nodes.load(Ordering::Relaxed).max(self.redis.min_nodes).max(1)
     }
 
     /// Nodes sharing the bucket this shard grants from: 1 without Redis (whole rate).
@@ -414,11 +395,7 @@ impl Limiter {
     /// glommio executor (so call it on the shard).
     pub fn new(node: Arc<LimiterNode>, shard: usize, origin: Instant) -> Result<Self, String> {
         let redis = match &node.redis.url {
-            Some(url) => Some(RedisLimits::connect(
-                url,
-                node.redis.command_timeout(),
-                node.redis.reconnect_delay_ms,
-            )?),
+            Some(url) => Some(RedisLimits::connect(url, node.redis.command_timeout(), node.redis.reconnect_delay_ms)?),
             None => None,
         };
         let mut l1 = GcraTable::new(origin);
@@ -474,10 +451,7 @@ impl Limiter {
         // At most: L1 client, L1 target, 3 client windows, L2 target.
         let mut charges: [Option<Charge>; 6] = [None, None, None, None, None, None];
 
-        let l1_keys = [
-            client_keys.and_then(|c| c.second).map(|id| (id, 1)),
-            target_id.map(|id| (id, segments)),
-        ];
+        let l1_keys = [client_keys.and_then(|c| c.second).map(|id| (id, 1)), target_id.map(|id| (id, segments))];
         for (slot, (id, cost)) in l1_keys.into_iter().enumerate().filter_map(|(i, k)| Some((i, k?))) {
             self.refresh(st, id);
             match st.l1.probe(id, cost, now) {
@@ -531,12 +505,7 @@ impl Limiter {
     /// The per-(client, destination) caps: one Redis round trip for clients that configure
     /// them (none otherwise). Without Redis, or when the call fails, the node-local table
     /// counts instead, with caps split over the live nodes while Redis is down.
-    pub async fn check_destination(
-        &self,
-        client: &ClientId,
-        to: &Msisdn,
-        now: Instant,
-    ) -> Result<(), LimitRejection> {
+    pub async fn check_destination(&self, client: &ClientId, to: &Msisdn, now: Instant) -> Result<(), LimitRejection> {
         let node = &*self.node;
         let Some(keys) = node.clients.get(client) else {
             return Ok(());
@@ -544,22 +513,10 @@ impl Limiter {
         let Some(label) = &keys.destination_label else {
             return Ok(());
         };
-        let (pm, pd) = (
-            keys.limits.per_destination_per_minute,
-            keys.limits.per_destination_per_day,
-        );
-        let reject = |wait: Duration| LimitRejection {
-            layer: Layer::Client,
-            key: label.clone(),
-            retry_after: wait,
-        };
+        let (pm, pd) = (keys.limits.per_destination_per_minute, keys.limits.per_destination_per_day);
+        let reject = |wait: Duration| LimitRejection { layer: Layer::Client, key: label.clone(), retry_after: wait };
         if let Some(redis) = &self.redis {
-            let key = format!(
-                "{{{}:cd:{}:{}}}",
-                node.redis.key_prefix,
-                client,
-                to.digits()
-            );
+            let key = format!("{{{}:cd:{}:{}}}", node.redis.key_prefix, client, to.digits());
             node.redis_calls.fetch_add(1, Ordering::Relaxed);
             match redis.destination(&key, pm, pd).await {
                 Ok(None) => return Ok(()),
@@ -573,12 +530,7 @@ impl Limiter {
         let nodes = node.share_nodes(self.degraded.get());
         let share = |c: Option<u32>| c.map(|c| (c / nodes).max(1));
         node.destinations
-            .check(
-                DestinationTable::hash(client.as_str(), to.digits()),
-                node.anchor.unix_ms(now),
-                share(pm),
-                share(pd),
-            )
+            .check(DestinationTable::hash(client.as_str(), to.digits()), node.anchor.unix_ms(now), share(pm), share(pd))
             .map_err(reject)
     }
 
@@ -636,8 +588,7 @@ impl Limiter {
         loop {
             let wait = futures_lite::future::or(
                 async {
-                    futures_lite::future::or(self.wake.notified(), glommio::timer::sleep(tick))
-                        .await;
+                    futures_lite::future::or(self.wake.notified(), glommio::timer::sleep(tick)).await;
                     false
                 },
                 async {
@@ -686,10 +637,8 @@ impl Limiter {
         let rate = k.rate();
         node.redis_calls.fetch_add(1, Ordering::Relaxed);
         let answer = match k.kind {
-            Kind::Gcra => redis
-                .grant_gcra(&k.redis_key, rate.interval(), rate.capacity(), size, node.horizon())
-                .await
-                .map(|r| {
+            Kind::Gcra => {
+                redis.grant_gcra(&k.redis_key, rate.interval(), rate.capacity(), size, node.horizon()).await.map(|r| {
                     // Offsets are from Redis's now; the reply's arrival is later, so mapping
                     // them onto it can only make slots later (never over the rate).
                     let at = Instant::now().max(now);
@@ -703,11 +652,10 @@ impl Limiter {
                         node.redis.lease(),
                         (r.granted < size).then(|| us(r.wait_us.max(1))),
                     )
-                }),
-            Kind::Window(period) => redis
-                .grant_window(&k.redis_key, rate.per_second as u32, size, period)
-                .await
-                .map(|r| {
+                })
+            }
+            Kind::Window(period) => {
+                redis.grant_window(&k.redis_key, rate.per_second as u32, size, period).await.map(|r| {
                     let at = Instant::now().max(now);
                     let ends = at + Duration::from_millis(r.ends_in_ms);
                     Grant {
@@ -718,7 +666,8 @@ impl Limiter {
                         next_at: (r.granted < size).then_some(ends),
                         left: Some(r.left),
                     }
-                }),
+                })
+            }
         };
         match answer {
             Ok(g) => g,
@@ -758,11 +707,7 @@ impl Limiter {
     }
 
     fn reject(&self, layer: Layer, id: usize, wait: Duration) -> LimitRejection {
-        LimitRejection {
-            layer,
-            key: self.node.keys[id].label.clone(),
-            retry_after: wait,
-        }
+        LimitRejection { layer, key: self.node.keys[id].label.clone(), retry_after: wait }
     }
 }
 

@@ -2,10 +2,10 @@
 //! run as the binaries users run; the client is ureq over real HTTP.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const API_KEY: &str = "test-key-0123456789abcdef";
@@ -24,6 +24,8 @@ fn bin_dir() -> PathBuf {
 pub struct Sim {
     pub port: u16,
     child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Sim {
@@ -33,19 +35,41 @@ impl Sim {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start smsc-sim");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("sim stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("sim stdout")).read_line(&mut line).expect("sim banner");
+        stdout.read_line(&mut line).expect("sim banner");
         let port = line
             .trim()
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected smsc-sim banner {line:?}"));
-        Sim { port, child }
+        Sim { port, child, stdin, stdout }
+    }
+
+    /// Sends a fault-control command (`drop`, `mute on`, `throttle on`, `refuse-binds on`,
+    /// `malformed`, `garbage`, `slow 200000`, `stats`, ...) and waits for the sim's `ok` line.
+    /// Returns every line the sim printed meanwhile (the counters for `stats`).
+    pub fn control(&mut self, command: &str) -> String {
+        let stdin = self.stdin.as_mut().expect("sim stdin");
+        writeln!(stdin, "{command}").expect("write sim command");
+        stdin.flush().expect("flush sim command");
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).expect("read sim answer");
+            assert!(n > 0, "smsc-sim closed stdout before answering `{command}`: {seen}");
+            if line.trim() == format!("ok {command}") {
+                return seen;
+            }
+            seen.push_str(&line);
+        }
     }
 
     /// Stops the sim with SIGTERM and returns its final counters line(s) from stderr.
@@ -77,11 +101,18 @@ pub struct GatewayConfig {
     pub links: Vec<(String, u16)>,
     pub response_timeout_ms: u64,
     pub extra_config: String,
+    /// Extra lines for every `[links.NAME]` table (e.g. `long_messages = "payload"`).
+    pub link_extra: String,
 }
 
 impl GatewayConfig {
     pub fn one_link(sim_port: u16) -> Self {
-        GatewayConfig { links: vec![("100".into(), sim_port)], response_timeout_ms: 5_000, extra_config: String::new() }
+        GatewayConfig {
+            links: vec![("100".into(), sim_port)],
+            response_timeout_ms: 5_000,
+            extra_config: String::new(),
+            link_extra: String::new(),
+        }
     }
 }
 
@@ -98,7 +129,8 @@ impl Gateway {
         let mut rules = String::new();
         for (name, p) in &cfg.links {
             rules.push_str(&format!(
-                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nsessions = 2\nwindow = 256\n\n"
+                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nsessions = 2\nwindow = 256\n{}\n\n",
+                cfg.link_extra
             ));
         }
         std::fs::write(dir.join("rules.toml"), rules).expect("write rules");
@@ -228,4 +260,20 @@ pub fn get_message(agent: &ureq::Agent, gw: &Gateway, key: &str, id: &str) -> (u
 
 pub fn message(to: &str, link: &str) -> serde_json::Value {
     serde_json::json!({"to": to, "from": "ACME", "text": "Hello from smsgate", "link": link})
+}
+
+/// The `state` /healthz reports for `link`: `bound`, `degraded` or `down`.
+pub fn link_state(agent: &ureq::Agent, gw: &Gateway, link: &str) -> String {
+    let mut r = agent.get(&gw.url("/healthz")).call().expect("healthz");
+    let v: serde_json::Value = r.body_mut().read_json().expect("healthz json");
+    v["links"][link]["state"].as_str().unwrap_or("").to_owned()
+}
+
+/// Polls `check` every 20 ms until it holds or `secs` pass; panics with `what` then.
+pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

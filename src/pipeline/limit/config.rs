@@ -135,11 +135,6 @@ mod tests {
         assert!(toml::from_str::<RedisConfig>("urll = \"redis://x\"").is_err());
         let l: ClientLimits = toml::from_str("per_destination_per_minute = 3").unwrap();
         assert!(l.has_destination_caps());
-        assert_eq!(
-            toml::from_str::<ClientLimits>("per_day = 0")
-                .unwrap()
-                .invalid(),
-            Some("per_day")
-        );
+        assert_eq!(toml::from_str::<ClientLimits>("per_day = 0").unwrap().invalid(), Some("per_day"));
     }
 }

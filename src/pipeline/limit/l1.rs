@@ -36,11 +36,7 @@ impl Rate {
     /// `T`, rounded up to the nanosecond so that rounding never admits more than the rate.
     pub fn interval(&self) -> Duration {
         let ns = (1e9 / self.per_second.max(1e-9)).ceil();
-        Duration::from_nanos(if ns >= u64::MAX as f64 {
-            u64::MAX
-        } else {
-            ns as u64
-        })
+        Duration::from_nanos(if ns >= u64::MAX as f64 { u64::MAX } else { ns as u64 })
     }
 
     pub fn capacity(&self) -> u32 {
@@ -83,9 +79,7 @@ impl Gcra {
         let need = base.saturating_add(checked.saturating_mul(self.interval_ns));
         let allow = now_ns.saturating_add(self.capacity.saturating_mul(self.interval_ns));
         if need <= allow {
-            Ok(Conforming(
-                base.saturating_add(u64::from(cost).saturating_mul(self.interval_ns)),
-            ))
+            Ok(Conforming(base.saturating_add(u64::from(cost).saturating_mul(self.interval_ns))))
         } else {
             Err(Duration::from_nanos(need - allow))
         }
@@ -112,10 +106,7 @@ pub struct GcraTable {
 
 impl GcraTable {
     pub fn new(origin: Instant) -> Self {
-        GcraTable {
-            origin,
-            cells: Vec::new(),
-        }
+        GcraTable { origin, cells: Vec::new() }
     }
 
     /// Adds a cell and returns its id.
@@ -131,9 +122,7 @@ impl GcraTable {
     }
 
     pub fn ns(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.origin)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64
+        now.saturating_duration_since(self.origin).as_nanos().min(u128::from(u64::MAX)) as u64
     }
 
     /// An unknown id conforms: ids come from [`GcraTable::add`], never from a peer.
@@ -183,10 +172,7 @@ mod tests {
         // Offered at twice the rate for 10 s.
         assert_eq!(run(Rate::new(10_000.0, 0), 20_000, 10), 100_000);
         let got = run(Rate::new(10_000.0, 100), 20_000, 10);
-        assert!(
-            (100_000..=100_000 + 100).contains(&got),
-            "admitted {got} outside [rate·t, rate·t + burst]"
-        );
+        assert!((100_000..=100_000 + 100).contains(&got), "admitted {got} outside [rate·t, rate·t + burst]");
     }
 
     #[test]

@@ -77,12 +77,7 @@ pub struct Leases {
 
 impl Default for Leases {
     fn default() -> Self {
-        Leases {
-            held: VecDeque::with_capacity(MAX_HELD + 1),
-            not_before: None,
-            last_demand: None,
-            last_left: None,
-        }
+        Leases { held: VecDeque::with_capacity(MAX_HELD + 1), not_before: None, last_demand: None, last_left: None }
     }
 }
 
@@ -166,18 +161,12 @@ impl Leases {
 
     /// Tokens held and not expired at `now`, spendable now or later.
     pub fn held(&self, now: Instant) -> u32 {
-        self.held
-            .iter()
-            .filter(|l| now < l.valid_until)
-            .map(|l| l.remaining)
-            .fold(0u32, u32::saturating_add)
+        self.held.iter().filter(|l| now < l.valid_until).map(|l| l.remaining).fold(0u32, u32::saturating_add)
     }
 
     /// Whether the refill task should ask for a lease now.
     pub fn wants_refill(&self, now: Instant, low_water: u32, warm: Duration) -> bool {
-        let warm = self
-            .last_demand
-            .is_some_and(|t| now.saturating_duration_since(t) < warm);
+        let warm = self.last_demand.is_some_and(|t| now.saturating_duration_since(t) < warm);
         let waiting = self.not_before.is_some_and(|t| t > now);
         warm && !waiting && self.held.len() < MAX_HELD && self.held(now) < low_water.max(1)
     }

@@ -34,9 +34,7 @@ impl WallAnchor {
     }
 
     pub fn ns(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.origin)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64
+        now.saturating_duration_since(self.origin).as_nanos().min(u128::from(u64::MAX)) as u64
     }
 }
 
@@ -54,8 +52,7 @@ pub fn slots_grant(
     let first_usable = if first_usable_ns >= 0 {
         now + Duration::from_nanos(first_usable_ns as u64)
     } else {
-        now.checked_sub(Duration::from_nanos(first_usable_ns.unsigned_abs()))
-            .unwrap_or(now)
+        now.checked_sub(Duration::from_nanos(first_usable_ns.unsigned_abs())).unwrap_or(now)
     };
     Grant {
         tokens,
@@ -97,9 +94,7 @@ impl LocalBucket {
         let t = ask.step.as_nanos().clamp(1, u128::from(u64::MAX / 4)) as u64;
         let c = u64::from(ask.capacity.max(1));
         let horizon = ask.horizon.as_nanos().min(u128::from(u64::MAX / 4)) as u64;
-        let limit = now_ns
-            .saturating_add(c.saturating_mul(t))
-            .saturating_add(horizon);
+        let limit = now_ns.saturating_add(c.saturating_mul(t)).saturating_add(horizon);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let base = tat.max(now_ns);
@@ -110,10 +105,7 @@ impl LocalBucket {
                 return slots_grant(now, 0, 0, 0, ask.step, ask.grace, Some(wait.max(1)));
             }
             let new_tat = base + k * t;
-            match self
-                .tat
-                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     let first = (base + t) as i128 - i128::from(c * t) - i128::from(now_ns);
                     let wait = (k < u64::from(ask.tokens)).then_some(t);
@@ -142,32 +134,18 @@ impl LocalBucket {
     }
 
     /// Up to `tokens` units of the current fixed window of `period`, out of `limit`.
-    pub fn grant_window(
-        &self,
-        anchor: &WallAnchor,
-        now: Instant,
-        limit: u32,
-        period: Duration,
-        tokens: u32,
-    ) -> Grant {
+    pub fn grant_window(&self, anchor: &WallAnchor, now: Instant, limit: u32, period: Duration, tokens: u32) -> Grant {
         let period_ms = period.as_millis().max(1) as u64;
         let unix = anchor.unix_ms(now);
         let id = unix / period_ms;
         let end = now + Duration::from_millis((id + 1) * period_ms - unix);
         let mut cur = self.window.load(Ordering::Acquire);
         loop {
-            let used = if cur >> 32 == id & 0xffff_ffff {
-                cur & 0xffff_ffff
-            } else {
-                0
-            };
+            let used = if cur >> 32 == id & 0xffff_ffff { cur & 0xffff_ffff } else { 0 };
             let left = u64::from(limit).saturating_sub(used);
             let k = u64::from(tokens).min(left);
             let next = ((id & 0xffff_ffff) << 32) | (used + k);
-            match self
-                .window
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.window.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     return Grant {
                         tokens: k as u32,
@@ -203,11 +181,7 @@ impl DestinationTable {
     pub fn new(slots: usize) -> Self {
         let n = slots.max(PROBES).next_power_of_two();
         let mk = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice();
-        DestinationTable {
-            minute: mk(),
-            day: mk(),
-            overflows: AtomicU64::new(0),
-        }
+        DestinationTable { minute: mk(), day: mk(), overflows: AtomicU64::new(0) }
     }
 
     pub fn hash(client: &str, digits: &str) -> u64 {
@@ -238,12 +212,7 @@ impl DestinationTable {
                 Err(()) => {
                     for (slot, word) in taken.iter().flatten() {
                         // Give back what the other window took: decrement if still ours.
-                        let _ = slot.compare_exchange(
-                            *word + 1,
-                            *word,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
+                        let _ = slot.compare_exchange(*word + 1, *word, Ordering::AcqRel, Ordering::Acquire);
                     }
                     let id = unix_ms / period;
                     return Err(Duration::from_millis((id + 1) * period - unix_ms));
@@ -254,12 +223,7 @@ impl DestinationTable {
     }
 
     /// `Ok(Some((slot, word before)))` counted; `Ok(None)` no slot free; `Err` at the cap.
-    fn take(
-        table: &[AtomicU64],
-        hash: u64,
-        window: u64,
-        cap: u32,
-    ) -> Result<Option<(&AtomicU64, u64)>, ()> {
+    fn take(table: &[AtomicU64], hash: u64, window: u64, cap: u32) -> Result<Option<(&AtomicU64, u64)>, ()> {
         let fp = hash >> 32;
         let window = window & 0xff_ffff;
         let mask = table.len() - 1;
@@ -318,10 +282,7 @@ mod tests {
 
     #[test]
     fn windows_count_and_reset() {
-        let anchor = WallAnchor {
-            origin: Instant::now(),
-            origin_unix_ms: 60_000 * 1_000,
-        };
+        let anchor = WallAnchor { origin: Instant::now(), origin_unix_ms: 60_000 * 1_000 };
         let b = LocalBucket::default();
         let min = Duration::from_secs(60);
         let g = b.grant_window(&anchor, anchor.origin, 3, min, 2);
@@ -341,10 +302,7 @@ mod tests {
         for _ in 0..3 {
             assert!(t.check(h, now, Some(3), Some(10)).is_ok());
         }
-        assert_eq!(
-            t.check(h, now, Some(3), Some(10)),
-            Err(Duration::from_secs(30))
-        );
+        assert_eq!(t.check(h, now, Some(3), Some(10)), Err(Duration::from_secs(30)));
         let other = DestinationTable::hash("acme", "4915100000000");
         assert!(t.check(other, now, Some(3), Some(10)).is_ok());
         // Next minutes: the day cap of 10 ends it.

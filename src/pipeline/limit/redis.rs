@@ -95,6 +95,30 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return redis.call('ZCARD', KEYS[1])
 "#;
 
+thread_local! {
+    static TOKIO_CONTEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// fred 10.1 closes a connection (on every reconnect and on QUIT) under a hard-coded 5 s
+/// `tokio::time::timeout`, which panics outside a tokio context even with every configured
+/// timeout at zero. So each shard thread that talks to Redis gets a current-thread tokio
+/// runtime with timers, entered for the thread's life and never driven: its timers never
+/// fire, the close simply finishes when glommio's socket closes. Built once per thread and
+/// kept until the thread ends (one small runtime per shard).
+fn tokio_context_for_fred() -> Result<(), String> {
+    if TOKIO_CONTEXT.with(|c| c.replace(true)) {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("tokio context for fred: {e}"))?;
+    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(rt));
+    // Dropping the guard would leave the context; it must last as long as the thread.
+    std::mem::forget(rt.enter());
+    Ok(())
+}
+
 /// Why a Redis call gave no answer to use.
 #[derive(Debug)]
 pub enum RedisFail {
@@ -146,11 +170,7 @@ impl RedisLimits {
     /// Builds the client and starts connecting in the background (on the current glommio
     /// executor); calls before the connection is up wait in fred's bounded buffer until their
     /// deadline. Reconnects forever, every `reconnect_delay`.
-    pub fn connect(
-        url: &str,
-        deadline: Duration,
-        reconnect_delay_ms: u32,
-    ) -> Result<Self, String> {
+    pub fn connect(url: &str, deadline: Duration, reconnect_delay_ms: u32) -> Result<Self, String> {
         let config = Config::from_url(url).map_err(|e| format!("redis.url: {e}"))?;
         let mut builder = Builder::from_config(config);
         builder
@@ -165,6 +185,7 @@ impl RedisLimits {
             .with_performance_config(|p| p.default_command_timeout = Duration::ZERO)
             .set_policy(ReconnectPolicy::new_constant(0, reconnect_delay_ms.max(1)));
         let client = builder.build().map_err(|e| format!("redis: {e}"))?;
+        tokio_context_for_fred()?;
         // The connection task runs detached on this executor until `quit`.
         let _task = client.connect();
         Ok(RedisLimits {
@@ -177,27 +198,17 @@ impl RedisLimits {
         })
     }
 
-    async fn call(
-        &self,
-        script: &Script,
-        key: &str,
-        args: Vec<Value>,
-    ) -> Result<Vec<i64>, RedisFail> {
-        let fut = async {
-            Ok(script
-                .evalsha_with_reload::<Value, _, _>(&self.client, key, args)
-                .await)
-        };
+    async fn call(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Vec<i64>, RedisFail> {
+        let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, key, args).await) };
         let value = match glommio::timer::timeout(self.deadline, fut).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(RedisFail::Redis(e)),
             Err(_) => return Err(RedisFail::Timeout),
         };
         match value {
-            Value::Array(items) => items
-                .iter()
-                .map(|v| v.as_i64().ok_or_else(|| RedisFail::Reply(format!("{v:?}"))))
-                .collect(),
+            Value::Array(items) => {
+                items.iter().map(|v| v.as_i64().ok_or_else(|| RedisFail::Reply(format!("{v:?}")))).collect()
+            }
             Value::Integer(i) => Ok(vec![i]),
             other => Err(RedisFail::Reply(format!("{other:?}"))),
         }
@@ -293,10 +304,7 @@ impl RedisLimits {
             .call(
                 &self.heartbeat,
                 key,
-                vec![
-                    Value::Integer(i64::from(node)),
-                    Value::Integer(ttl.as_millis().min(i64::MAX as u128) as i64),
-                ],
+                vec![Value::Integer(i64::from(node)), Value::Integer(ttl.as_millis().min(i64::MAX as u128) as i64)],
             )
             .await?;
         match r[..] {

@@ -10,10 +10,7 @@ fn spec(rate: f64, burst: u32, limits: ClientLimits) -> LimitSpec {
 }
 
 fn node(nr_shards: usize, spec: &LimitSpec) -> (Arc<LimiterNode>, WallAnchor) {
-    let anchor = WallAnchor {
-        origin: Instant::now(),
-        origin_unix_ms: 1_000 * 86_400_000,
-    };
+    let anchor = WallAnchor { origin: Instant::now(), origin_unix_ms: 1_000 * 86_400_000 };
     let n = LimiterNode::with_anchor(0, nr_shards, RedisConfig::default(), spec, anchor);
     (Arc::new(n), anchor)
 }
@@ -42,9 +39,7 @@ fn offer(limiters: &[Limiter], t0: Instant, per_s: u64, secs: u64) -> (u64, Vec<
 fn single_node_two_shards_hold_the_link_rate() {
     for (rate, burst) in [(1.0, 0), (10_000.0, 50)] {
         let (node, anchor) = node(2, &spec(rate, burst, ClientLimits::default()));
-        let shards: Vec<Limiter> = (0..2)
-            .map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap())
-            .collect();
+        let shards: Vec<Limiter> = (0..2).map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap()).collect();
         let secs = 10;
         let (ok, refused) = offer(&shards, anchor.origin, (rate as u64 * 2).max(10), secs);
         let lo = (rate * secs as f64) as u64;
@@ -57,33 +52,21 @@ fn single_node_two_shards_hold_the_link_rate() {
 
 #[test]
 fn client_minute_window_has_exact_retry_after() {
-    let limits = ClientLimits {
-        per_minute: Some(5),
-        ..ClientLimits::default()
-    };
+    let limits = ClientLimits { per_minute: Some(5), ..ClientLimits::default() };
     let (node, anchor) = node(2, &spec(1_000.0, 100, limits));
-    let shards: Vec<Limiter> = (0..2)
-        .map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap())
-        .collect();
+    let shards: Vec<Limiter> = (0..2).map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap()).collect();
     // 20 s into a minute.
     let t0 = anchor.origin + Duration::from_secs(20);
     let (ok, refused) = offer(&shards, t0, 10, 3);
     assert_eq!(ok, 5);
     let r = &refused[0];
     assert_eq!((r.layer, r.key.as_ref()), (Layer::Client, "client:acme:minute"));
-    assert!(
-        (38..=40).contains(&r.retry_after_secs()),
-        "{:?}",
-        r.retry_after
-    );
+    assert!((38..=40).contains(&r.retry_after_secs()), "{:?}", r.retry_after);
 }
 
 #[test]
 fn refusal_charges_nothing() {
-    let limits = ClientLimits {
-        per_second: Some(1_000),
-        ..ClientLimits::default()
-    };
+    let limits = ClientLimits { per_second: Some(1_000), ..ClientLimits::default() };
     let (node, anchor) = node(1, &spec(1.0, 0, limits));
     let l = Limiter::new(node.clone(), 0, anchor.origin).unwrap();
     let (c, t) = (ClientId::new("acme"), LimitTarget::Link(LinkId::new("100")));
@@ -94,18 +77,14 @@ fn refusal_charges_nothing() {
     }
     // The link refused 100 times; the client's own rate was not spent by those refusals.
     let other = LimitTarget::Link(LinkId::new("unknown"));
-    let passed = (0..1_000)
-        .filter(|_| l.check(&c, &to(), &other, 1, now).is_ok())
-        .count();
+    let passed = (0..1_000).filter(|_| l.check(&c, &to(), &other, 1, now).is_ok()).count();
     assert_eq!(passed, 999);
 }
 
 #[test]
 fn set_rate_applies_on_every_shard() {
     let (node, anchor) = node(2, &spec(10.0, 0, ClientLimits::default()));
-    let shards: Vec<Limiter> = (0..2)
-        .map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap())
-        .collect();
+    let shards: Vec<Limiter> = (0..2).map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap()).collect();
     let (ok, _) = offer(&shards, anchor.origin, 100, 2);
     assert!((20..=21).contains(&ok), "{ok}");
     assert!(shards[0].set_rate(&LimitTarget::Link(LinkId::new("100")), Rate::new(2.0, 0)));
@@ -124,9 +103,7 @@ fn destination_caps_without_redis() {
     let l = Limiter::new(node.clone(), 0, anchor.origin).unwrap();
     let c = ClientId::new("acme");
     let now = anchor.origin;
-    let results: Vec<_> = (0..5)
-        .map(|_| futures_lite::future::block_on(l.check_destination(&c, &to(), now)))
-        .collect();
+    let results: Vec<_> = (0..5).map(|_| futures_lite::future::block_on(l.check_destination(&c, &to(), now))).collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
     let r = results[4].clone().unwrap_err();
     assert_eq!(r.key.as_ref(), "client:acme:destination");
