@@ -1,26 +1,35 @@
 //! Assembly: from a validated configuration to running shards, and back to a clean exit.
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::BindConfig;
 use crate::config::Loaded;
+use crate::config::{BindConfig, LinkConfig, PoolConfig, Rules};
 use crate::ids::{IdGenerator, LinkId};
 use crate::inbound::InboundHandler;
+use crate::ingress::grpc::GrpcShard;
 use crate::ingress::http::{self, HttpSettings};
+use crate::notify::stream::ReceiptHub;
 use crate::pipeline::auth::Auth;
+use crate::pipeline::limit::l1::Rate;
+use crate::pipeline::limit::{LimitSpec, LimitTarget, Limiter, LimiterNode};
 use crate::pipeline::route::Router;
 use crate::pipeline::submit::{self, Handoff, LocalSessions, Submitter};
 use crate::pipeline::Pipeline;
+use crate::smpp::link::LinkState;
 use crate::smpp::link::{LinkSettings, LinkTable};
 use crate::smpp::session::{BindMode, Inbound, Session, SessionConfig};
 use crate::state::embedded::EmbeddedStore;
 use crate::state::writer::{Writer, WriterConfig};
+use futures_lite::future::FutureExt;
+use shards::Shutdown;
 use shards::{Mesh, ShutdownTrigger};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 /// Runs the node until SIGINT/SIGTERM (or `trigger`), then drains and returns.
 ///
@@ -42,18 +51,30 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     let links = Arc::new(link_table(&loaded, nr_shards));
     let auth = Arc::new(Auth::new(&cfg.clients));
     let mesh: Mesh<Handoff> = Mesh::new(nr_shards, cfg.shards.mesh_capacity());
+    let receipt_hub = ReceiptHub::new(nr_shards);
     let settings = HttpSettings {
         max_body_bytes: cfg.http.max_body_bytes,
         header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
     };
     let listen = cfg.http.listen;
+    let rules = Arc::new(loaded.rules.clone());
     let node = cfg.node.id;
     let settings = Arc::new(settings);
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
+    let limits = Arc::new(LimiterNode::new(node, nr_shards, cfg.redis.clone(), &limit_spec(&loaded)));
+    let origin = Instant::now();
     let result = shards::run(&cpus, &trigger, move |info, shutdown| {
-        let (links, auth, mesh, state, settings) =
-            (links.clone(), auth.clone(), mesh.clone(), state.clone(), settings.clone());
+        let limits = limits.clone();
+        let (links, auth, mesh, state, settings, rules, receipt_hub) = (
+            links.clone(),
+            auth.clone(),
+            mesh.clone(),
+            state.clone(),
+            settings.clone(),
+            rules.clone(),
+            receipt_hub.clone(),
+        );
         async move {
             let clock: Rc<dyn Clock> = Rc::new(SystemClock);
             let local: LocalSessions = Rc::new(RefCell::new(HashMap::new()));
@@ -65,17 +86,45 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
                     return;
                 }
             };
-            let inbound: Rc<dyn Inbound> = Rc::new(InboundHandler::new(state.clone(), clock.clone(), links.clone()));
+            let receipts = match receipt_hub.join().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(shard = info.id, error = %e, "shard could not join the receipt hub");
+                    return;
+                }
+            };
+            let inbound: Rc<dyn Inbound> =
+                Rc::new(InboundHandler::new(state.clone(), clock.clone(), links.clone(), receipts.clone()));
             for (link, index, slot) in links.owned_by(info.id) {
                 let session =
                     Session::start(slot.config.clone(), inbound.clone(), slot.health.clone(), shutdown.clone());
                 local.borrow_mut().insert((link.clone(), index), session);
             }
+            crate::observe::metrics::spawn_publisher(
+                info.id,
+                local.clone(),
+                links.clone(),
+                state.clone(),
+                shutdown.clone(),
+            );
+            let limiter = match Limiter::new(limits.clone(), info.id, origin) {
+                Ok(l) => Rc::new(l),
+                Err(e) => {
+                    tracing::error!(shard = info.id, error = %e, "rate limiter failed to start");
+                    return;
+                }
+            };
+            limiter.start(shutdown.clone());
+            if info.id == 0 {
+                glommio::spawn_local(follow_pool_health(links.clone(), rules.clone(), limits, shutdown.clone()))
+                    .detach();
+            }
             let pipeline = Rc::new(Pipeline::new(
                 IdGenerator::new(node, info.id),
                 clock,
                 auth,
-                Router::new(links.clone()),
+                Router::new(links.clone(), &rules),
+                limiter,
                 Submitter::new(info.id, links, local.clone(), mesh),
                 state,
             ));
@@ -90,7 +139,8 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
                 max_body_bytes: settings.max_body_bytes,
                 header_read_timeout: settings.header_read_timeout,
             });
-            http::serve(listener, pipeline, settings, shutdown).await;
+            let grpc = Rc::new(GrpcShard { pipeline: pipeline.clone(), receipts, shutdown: shutdown.clone() });
+            http::serve(listener, pipeline, settings, grpc, shutdown).await;
             let sessions: Vec<Session> = local.borrow().values().cloned().collect();
             for s in sessions {
                 s.stopped().await;
@@ -103,6 +153,53 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     flushed.map_err(|e| format!("flushing the state store: {e}"))?;
     tracing::info!("smsgate stopped");
     Ok(())
+}
+
+/// Rates from smpp_rules.toml (links: `esme_rate`/`esme_rate_burst`; pools: the sum of their
+/// members) and each client's `limits`.
+fn limit_spec(loaded: &Loaded) -> LimitSpec {
+    let links = &loaded.rules.links;
+    let mut targets: Vec<(LimitTarget, Rate)> = links
+        .iter()
+        .map(|(name, l)| (LimitTarget::Link(LinkId::new(name)), Rate::new(f64::from(l.esme_rate), l.esme_rate_burst)))
+        .collect();
+    for (name, pool) in &loaded.rules.pools {
+        targets.push((LimitTarget::Pool(Arc::from(name.as_str())), pool_rate(links, pool, |_| true)));
+    }
+    let clients = loaded.config.clients.iter().map(|c| (c.name.clone(), c.limits.clone())).collect();
+    LimitSpec { targets, clients }
+}
+
+/// A pool's rate: the sum of its members' rates and bursts, counting only members `up` says
+/// are up.
+fn pool_rate(links: &BTreeMap<String, LinkConfig>, pool: &PoolConfig, up: impl Fn(&str) -> bool) -> Rate {
+    let (rate, burst) = pool
+        .members
+        .iter()
+        .filter(|m| up(&m.link))
+        .filter_map(|m| links.get(&m.link))
+        .fold((0u32, 0u32), |(r, b), l| (r + l.esme_rate, b + l.esme_rate_burst));
+    Rate::new(f64::from(rate), burst)
+}
+
+/// Every 250 ms: a pool's rate is the sum of its members that are not down, so a link that
+/// goes down counts zero within a second, and counts again when it recovers.
+async fn follow_pool_health(links: Arc<LinkTable>, rules: Arc<Rules>, limits: Arc<LimiterNode>, shutdown: Shutdown) {
+    let mut last: HashMap<String, (u64, u32)> = HashMap::new();
+    while !shutdown.is_fired() {
+        let now = LinkTable::now_ms();
+        for (name, pool) in &rules.pools {
+            let up = |l: &str| links.get(&LinkId::new(l)).is_some_and(|e| e.state(now) != LinkState::Down);
+            let rate = pool_rate(&rules.links, pool, up);
+            let key = (rate.per_second as u64, rate.burst);
+            if last.get(name) != Some(&key) {
+                tracing::info!(pool = %name, rate = rate.per_second, "pool rate follows its members' health");
+                limits.set_rate(&LimitTarget::Pool(Arc::from(name.as_str())), rate);
+                last.insert(name.clone(), key);
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(250)).or(shutdown.wait()).await;
+    }
 }
 
 fn link_table(loaded: &Loaded, nr_shards: usize) -> LinkTable {

@@ -2,6 +2,7 @@
 //! start-up. Every error names the file, the key and the reason; unknown keys are errors.
 
 use crate::ids::{ClientId, LinkId};
+use crate::pipeline::limit::config::{ClientLimits, RedisConfig};
 use crate::smpp::concat::LongMessages;
 use crate::smpp::receipt::IdFormat;
 use serde::Deserialize;
@@ -46,6 +47,9 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Redis for the distributed (L2) limits; without `redis.url` every limit is node-local.
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// API clients. At least one is required.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -172,6 +176,10 @@ pub struct ClientConfig {
     pub name: ClientId,
     /// The bearer token the client sends in `Authorization: Bearer <api_key>`; at least 16 characters.
     pub api_key: String,
+    /// Per-client limits (`[clients.limits]`): per_second, per_minute, per_day,
+    /// per_destination_per_minute, per_destination_per_day. None set: no client limit.
+    #[serde(default)]
+    pub limits: ClientLimits,
 }
 
 /// `smpp_rules.toml`.
@@ -180,6 +188,53 @@ pub struct ClientConfig {
 pub struct Rules {
     #[serde(default)]
     pub links: BTreeMap<String, LinkConfig>,
+    /// Weighted groups of links: `[pools.NAME] members = [{ link = "100", weight = 3 }, ...]`.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Destination-prefix routes, `[[routes]]`; the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub members: Vec<PoolMember>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolMember {
+    /// A link of `[links]`.
+    pub link: String,
+    /// Share of the pool's traffic, 1..=1000, relative to the other members. Default 1.
+    #[serde(default = "one_u32")]
+    pub weight: u32,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+/// `[[routes]]`: where messages go when the request names neither `link` nor `pool`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Destination prefix in E.164 digits without `+` (country or operator prefix, e.g. "49" or
+    /// "49151"). Empty (the default) matches every number: the default route.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only for this sender (`from`), if given.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// Only for this client (its `name`), if given.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Target: exactly one of `link` or `pool`.
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -352,6 +407,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     if c.state.max_batch == 0 || c.state.queue_capacity == 0 {
         return Err(invalid(f, "state", "max_batch and queue_capacity must be greater than 0"));
     }
+    if let Some((key, reason)) = c.redis.invalid() {
+        return Err(invalid(f, format!("redis.{key}"), reason));
+    }
     if c.clients.is_empty() {
         return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));
     }
@@ -363,6 +421,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
         }
         if client.api_key.len() < 16 || client.api_key.chars().any(|ch| !ch.is_ascii_graphic()) {
             return Err(invalid(f, format!("clients[{i}].api_key"), "must be at least 16 printable ASCII characters"));
+        }
+        if let Some(key) = client.limits.invalid() {
+            return Err(invalid(f, format!("clients[{i}].limits.{key}"), "must be at least 1"));
         }
         if !keys.insert(client.api_key.as_str()) {
             return Err(invalid(f, format!("clients[{i}].api_key"), "is used by another client"));
@@ -403,6 +464,47 @@ fn validate_rules(f: &Path, r: &Rules) -> Result<(), ConfigError> {
         }
         if !(1..=10_000).contains(&link.window) {
             return Err(invalid(f, key("window"), "must be 1..=10000"));
+        }
+    }
+    for (name, pool) in &r.pools {
+        if r.links.contains_key(name) {
+            return Err(invalid(f, format!("pools.{name}"), "a pool may not have the name of a link"));
+        }
+        if pool.members.is_empty() {
+            return Err(invalid(f, format!("pools.{name}.members"), "a pool needs at least one member"));
+        }
+        let mut seen = HashSet::new();
+        for (i, m) in pool.members.iter().enumerate() {
+            let key = format!("pools.{name}.members[{i}]");
+            if !r.links.contains_key(&m.link) {
+                return Err(invalid(f, format!("{key}.link"), format!("no link named `{}`", m.link)));
+            }
+            if !seen.insert(&m.link) {
+                return Err(invalid(f, format!("{key}.link"), format!("`{}` is listed twice", m.link)));
+            }
+            if !(1..=1000).contains(&m.weight) {
+                return Err(invalid(f, format!("{key}.weight"), "must be 1..=1000"));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, route) in r.routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        if route.prefix.len() > 15 || !route.prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(f, key("prefix"), "must be up to 15 digits (E.164 without +)"));
+        }
+        match (&route.link, &route.pool) {
+            (Some(l), None) if !r.links.contains_key(l) => {
+                return Err(invalid(f, key("link"), format!("no link named `{l}`")));
+            }
+            (None, Some(p)) if !r.pools.contains_key(p) => {
+                return Err(invalid(f, key("pool"), format!("no pool named `{p}`")));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(invalid(f, key("link"), "give exactly one of `link` or `pool`")),
+        }
+        if !seen.insert((&route.prefix, &route.sender, &route.client)) {
+            return Err(invalid(f, key("prefix"), "another route has the same prefix, sender and client"));
         }
     }
     Ok(())

@@ -7,11 +7,13 @@
 
 use crate::clock::Clock;
 use crate::ids::{LinkId, SmscMessageId};
+use crate::notify::stream::ShardReceipts;
 use crate::smpp::link::LinkTable;
 use crate::smpp::pdu::{tag, CommandStatus, Sm};
 use crate::smpp::receipt::{self, FinalState};
 use crate::smpp::session::Inbound;
 use crate::state::record::{Receipt, Status};
+use crate::state::store::OpOutcome;
 use crate::state::writer::StateHandle;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,18 +29,22 @@ pub struct InboundHandler {
     clock: Rc<dyn Clock>,
     /// For each link's `receipt_id_format`.
     links: Arc<LinkTable>,
+    /// Applied receipts go to the client's live watchers (gRPC WatchReceipts); never waits.
+    receipts: ShardReceipts,
 }
 
 impl InboundHandler {
-    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Arc<LinkTable>) -> Self {
-        InboundHandler { state, clock, links }
+    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Arc<LinkTable>, receipts: ShardReceipts) -> Self {
+        InboundHandler { state, clock, links, receipts }
     }
 }
 
 impl Inbound for InboundHandler {
     fn deliver(&self, link: &LinkId, sm: Box<Sm>) -> Pin<Box<dyn Future<Output = CommandStatus>>> {
         if sm.esm_class & ESM_CLASS_TYPE_MASK != ESM_CLASS_RECEIPT {
-            tracing::warn!(%link, "inbound message (MO) refused: MO routing is not available yet");
+            if let Some(suppressed) = crate::observe::events::log_due(link.as_str(), "mo_refused") {
+                tracing::warn!(%link, suppressed, "inbound message (MO) refused: MO routing is not available yet");
+            }
             return Box::pin(async { CommandStatus::RX_T_APPN });
         }
         let id_format = self.links.get(link).map(|e| e.settings.receipt_id_format).unwrap_or_default();
@@ -53,16 +59,30 @@ impl Inbound for InboundHandler {
                 return Box::pin(async { CommandStatus::ROK });
             }
             Parsed::Unusable => {
-                tracing::warn!(%link, "receipt without a message id or a known state; refused");
+                if let Some(suppressed) = crate::observe::events::log_due(link.as_str(), "receipt_unusable") {
+                    tracing::warn!(%link, suppressed, "receipt without a message id or a known state; refused");
+                }
                 return Box::pin(async { CommandStatus::RX_P_APPN });
             }
         };
+        crate::observe::events::receipt(link, r.status);
         let state = self.state.clone();
+        let receipts = self.receipts.clone();
+        // A copy for the watchers only when there are any.
+        let copy = receipts.anyone_watching().then(|| r.clone());
         Box::pin(async move {
             match state.receipt(r).await {
+                Ok(OpOutcome::ReceiptApplied(id, client)) => {
+                    if let Some(r) = copy {
+                        receipts.publish(client, id, r);
+                    }
+                    CommandStatus::ROK
+                }
                 Ok(_) => CommandStatus::ROK,
                 Err(e) => {
-                    tracing::warn!(error = %e, "receipt not kept; asking the SMSC to retry");
+                    if let Some(suppressed) = crate::observe::events::log_due("", "receipt_not_kept") {
+                        tracing::warn!(error = %e, suppressed, "receipt not kept; asking the SMSC to retry");
+                    }
                     CommandStatus::RX_T_APPN
                 }
             }

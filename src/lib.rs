@@ -7,6 +7,7 @@
 //! - [`pipeline`]: the outbound driver, stages 1-8: parse, auth, route, submit, record.
 //! - [`inbound`]: the inbound driver: deliver_sm receipts → state → deliver_sm_resp.
 //! - [`smpp`]: SMPP 3.4 ESME: PDU codec, encodings, receipts, sessions, link table. A leaf.
+//! - [`notify`]: what clients hear after the fact: the live receipt stream (gRPC).
 //! - [`state`]: lifecycle records, the backend contract, the embedded store, group commit.
 //! - [`observe`]: logs (metrics and dashboard come with issue 7).
 //! - [`ids`], [`clock`]: typed identifiers and the injected clock.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod ids;
 pub mod inbound;
 pub mod ingress;
+pub mod notify;
 pub mod observe;
 pub mod pipeline;
 pub mod smpp;

@@ -1,4 +1,14 @@
-//! Observability: structured logs today; metrics and the dashboard plug in here (issue 7).
+//! Observability: structured logs, shard-local metrics merged when read, the dashboard.
+//!
+//! - [`events`]: one function per thing that happens; records its metric (and log line).
+//! - [`metrics`]: shard-local counters and histograms, published per shard, merged when read.
+//! - [`dashboard`]: `GET /api/v1/dashboard/{stats,smpp-links}` and `GET /metrics`.
+//!
+//! docs/metrics.md documents every endpoint, field and series.
+
+pub mod dashboard;
+pub mod events;
+pub mod metrics;
 
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;

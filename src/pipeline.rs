@@ -16,6 +16,7 @@ pub mod submit;
 
 use crate::clock::Clock;
 use crate::ids::{ClientId, IdGenerator, LinkId, MessageId, SmscMessageId};
+use crate::observe::events;
 use crate::smpp::concat;
 use crate::smpp::link::LinkTable;
 use crate::smpp::pdu::CommandStatus;
@@ -23,11 +24,13 @@ use crate::state::record::{MessageRecord, Status, Transition};
 use crate::state::store::StoreError;
 use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
+use limit::{LimitRejection, LimitTarget, Limiter};
 use parse::{ParseError, SubmitRequest};
-use route::{RouteError, Router};
+use route::{Dest, RouteError, Router};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 use submit::{SubmitFailure, Submitter};
 
 /// Why a request did not get a submitted message. Plain data: a refusal is normal.
@@ -36,6 +39,8 @@ pub enum Rejection {
     Parse(ParseError),
     Auth(AuthError),
     Route(RouteError),
+    /// Over a rate limit (L1, L2 or the client's); nothing was queued.
+    Limited(LimitRejection),
     /// The message never reached the SMSC; no record was kept.
     NotSubmitted(SubmitFailure),
     /// The SMSC refused it; the record (status `rejected`) was kept under `id`.
@@ -97,6 +102,7 @@ pub struct Pipeline {
     clock: Rc<dyn Clock>,
     auth: Arc<Auth>,
     router: Router,
+    limiter: Rc<Limiter>,
     submitter: Submitter,
     state: StateHandle,
 }
@@ -107,10 +113,11 @@ impl Pipeline {
         clock: Rc<dyn Clock>,
         auth: Arc<Auth>,
         router: Router,
+        limiter: Rc<Limiter>,
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, router, submitter, state }
+        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, router, limiter, submitter, state }
     }
 
     pub fn links(&self) -> &LinkTable {
@@ -119,8 +126,8 @@ impl Pipeline {
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
     pub async fn submit_json(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
-        let req = parse::parse_submit(body)?;
-        let client = self.authenticate(authorization)?;
+        let req = parse::parse_submit(body).map_err(|e| events::refused(e.into()))?;
+        let client = self.authenticate(authorization).map_err(events::refused)?;
         self.submit(client, req).await
     }
 
@@ -129,9 +136,25 @@ impl Pipeline {
         Ok(self.auth.authenticate(authorization)?)
     }
 
-    /// Stages 3-8 for a parsed (stage 1) and authenticated (stage 2) request.
+    /// Stages 3-8 for a parsed (stage 1) and authenticated (stage 2) request. Every answer
+    /// passes [`events::finished`] (outcome, refusal reason, answer time).
     pub async fn submit(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
-        let link = self.router.route(&req.target)?;
+        let started = Instant::now();
+        events::finished(started, self.stages(client, req).await)
+    }
+
+    async fn stages(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
+        let resolved = self.router.resolve(&req.target, &req.to, &req.from.addr, &client)?;
+        let target = match &resolved.dest {
+            Dest::Link(l) => LimitTarget::Link(l.clone()),
+            Dest::Pool(p) => LimitTarget::Pool(Arc::from(p.as_str())),
+        };
+        let now = Instant::now();
+        let segments = concat::min_segments(&req.text) as u32;
+        self.limiter.check(&client, &req.to, &target, segments, now).map_err(Rejection::Limited)?;
+        self.limiter.check_destination(&client, &req.to, now).await.map_err(Rejection::Limited)?;
+        let routed = self.router.select(resolved)?;
+        let link = routed.link;
         let settings = self.router.links().get(&link).map(|e| e.settings).unwrap_or_default();
         let accepted_at = self.clock.now_ms();
         let id = self.ids.borrow_mut().next(accepted_at);
@@ -149,6 +172,7 @@ impl Pipeline {
             to: req.to,
             from: req.from.addr,
             link: link.clone(),
+            route: routed.via,
             client_ref: req.client_ref,
             segments: segments as u16,
             parts: Vec::new(),
@@ -157,7 +181,9 @@ impl Pipeline {
         };
         let outcome = record::apply_results(&mut record, &results, self.clock.now_ms());
         if outcome == record::Outcome::Unknown {
-            tracing::warn!(%id, %link, "submit outcome unknown");
+            if let Some(suppressed) = events::log_due(link.as_str(), "outcome_unknown") {
+                tracing::warn!(%id, %link, suppressed, "submit outcome unknown");
+            }
         }
         let answer = Submitted {
             id,
@@ -170,7 +196,9 @@ impl Pipeline {
             client_ref: record.client_ref.clone(),
         };
         if let Err(e) = self.state.put(record).await {
-            tracing::error!(%id, error = %e, "record not kept; the client gets no id");
+            if let Some(suppressed) = events::log_due("", "record_not_kept") {
+                tracing::error!(%id, error = %e, suppressed, "record not kept; the client gets no id");
+            }
             return Err(Rejection::State(e));
         }
         match outcome {

@@ -67,9 +67,9 @@ fn bad_input_is_refused_precisely_and_reaches_no_smsc() {
     assert_error(submit(&a, &gw, API_KEY, &sender), 400, "invalid_sender", Some("from"));
     assert_error(
         submit(&a, &gw, API_KEY, &json!({"to": "+4915112345678", "from": "ACME", "text": "hi"})),
-        400,
-        "missing_target",
-        Some("link"),
+        404,
+        "no_route",
+        Some("to"),
     );
 
     // 401: no key, malformed header, unknown key.

@@ -1,11 +1,11 @@
 //! Runs the built `smsc-sim` binary on a free port and talks SMPP to it with a small
-//! blocking client.
+//! blocking client; fault commands go to its stdin, one test per command.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smsgate::smpp::pdu::{self, tag, Bind, Body, CommandStatus, Pdu, Sm, SmResp};
 use smsgate::smpp::receipt::{self, FinalState};
@@ -17,27 +17,84 @@ struct Sim {
     child: Child,
     addr: String,
     stderr: Option<ChildStderr>,
+    /// `None` when started with stdin closed.
+    stdin: Option<ChildStdin>,
+    /// stdout after the banner, line by line, from a reader thread (so waits can time out).
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Sim {
     fn start(args: &[&str]) -> Sim {
+        Self::start_with_stdin(args, Stdio::piped())
+    }
+
+    fn start_with_stdin(args: &[&str], stdin: Stdio) -> Sim {
         let mut child = Command::new(env!("CARGO_BIN_EXE_smsc-sim"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("smsc-sim starts");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+        let (tx, stdout) = mpsc::channel();
+        let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let line = stdout.recv_timeout(PATIENCE).expect("banner on stdout");
         let addr = line
             .trim()
             .strip_prefix("smsc-sim listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         let stderr = child.stderr.take();
-        Sim { child, addr, stderr }
+        let stdin = child.stdin.take();
+        Sim { child, addr, stderr, stdin, stdout }
+    }
+
+    /// Sends one fault command and waits for its `ok`; returns the lines printed before it.
+    fn control(&mut self, command: &str) -> Vec<String> {
+        match self.try_control(command) {
+            Ok(lines) => lines,
+            Err(line) => panic!("`{command}` answered {line:?}"),
+        }
+    }
+
+    /// Like [`Sim::control`]; `Err(line)` when the sim answers `error ...`.
+    fn try_control(&mut self, command: &str) -> Result<Vec<String>, String> {
+        let stdin = self.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{command}").and_then(|()| stdin.flush()).expect("write a command");
+        let mut before = Vec::new();
+        loop {
+            let line = self.stdout.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no answer to `{command}`"));
+            if line == format!("ok {command}") {
+                return Ok(before);
+            }
+            if line.starts_with(&format!("error {command}")) {
+                return Err(line);
+            }
+            before.push(line);
+        }
+    }
+
+    /// The counters line, from the `stats` command.
+    fn stats(&mut self) -> String {
+        let lines = self.control("stats");
+        let [line] = lines.as_slice() else { panic!("one stats line expected: {lines:?}") };
+        assert!(line.starts_with("smsc-sim stats: "), "{line}");
+        line.clone()
+    }
+
+    /// A bound transceiver.
+    fn bound(&self) -> Client {
+        let mut client = self.connect();
+        assert_eq!(client.bind(Body::BindTransceiver, "smsgate", "secret").status, CommandStatus::ROK);
+        client
     }
 
     fn connect(&self) -> Client {

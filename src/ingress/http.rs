@@ -6,16 +6,19 @@
 //! | POST | /api/v1/messages | submit (see `pipeline.rs`) |
 //! | GET | /api/v1/messages/{id} | the lifecycle record |
 //! | GET | /healthz | liveness and bound sessions per link |
+//! | GET | /api/v1/dashboard/stats, /api/v1/dashboard/smpp-links, /metrics | docs/metrics.md |
 
+use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
+use crate::observe::dashboard;
 use crate::pipeline::Pipeline;
 use crate::smpp::link::LinkTable;
 use bytes::Bytes;
 use futures_lite::future::FutureExt;
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,7 +35,13 @@ pub struct HttpSettings {
 /// Accepts connections until shutdown, then lets every open connection finish its in-flight
 /// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns once
 /// all have closed.
-pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<HttpSettings>, shutdown: Shutdown) {
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Rc<Pipeline>,
+    settings: Rc<HttpSettings>,
+    grpc: Rc<GrpcShard>,
+    shutdown: Shutdown,
+) {
     let connections = Gate::new();
     let mut builder = auto::Builder::new(ShardExecutor);
     builder.http1().timer(ShardTimer).header_read_timeout(settings.header_read_timeout).keep_alive(true);
@@ -57,12 +66,12 @@ pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<H
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
         }
-        let (pipeline, settings, builder, shutdown) =
-            (pipeline.clone(), settings.clone(), builder.clone(), shutdown.clone());
+        let (pipeline, settings, grpc, builder, shutdown) =
+            (pipeline.clone(), settings.clone(), grpc.clone(), builder.clone(), shutdown.clone());
         let spawned = connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let (pipeline, settings) = (pipeline.clone(), settings.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings).await) }
+                let (pipeline, settings, grpc) = (pipeline.clone(), settings.clone(), grpc.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings, &grpc).await) }
             });
             let conn = builder.serve_connection(Io(stream), service);
             let mut conn = std::pin::pin!(conn);
@@ -97,7 +106,15 @@ pub async fn serve(listener: TcpListener, pipeline: Rc<Pipeline>, settings: Rc<H
     }
 }
 
-async fn route(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    pipeline: &Pipeline,
+    settings: &HttpSettings,
+    grpc: &Rc<GrpcShard>,
+) -> Response<ResponseBody> {
+    if grpc::is_grpc(&req) {
+        return grpc::serve(req, grpc).await;
+    }
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let result = match (req.method(), segments.as_slice()) {
@@ -111,12 +128,15 @@ async fn route(req: Request<Incoming>, pipeline: &Pipeline, settings: &HttpSetti
             found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
         }
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
+        (&Method::GET, ["api", "v1", "dashboard", "stats"]) => Ok(dashboard::stats_response()),
+        (&Method::GET, ["api", "v1", "dashboard", "smpp-links"]) => Ok(dashboard::links_response(pipeline.links())),
+        (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(pipeline.links())),
         (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
             Err(HttpError::MethodNotAllowed.into())
         }
         _ => Err(HttpError::NotFound.into()),
     };
-    result.unwrap_or_else(error_response)
+    result.unwrap_or_else(error_response).map(Either::Left)
 }
 
 /// `{"status":"ok","links":{"100":{"sessions":2,"sessions_bound":2}}}`: the process is up; each

@@ -34,6 +34,8 @@ pub struct ErrorReply {
     /// For errors that happened after the message got an id (SMSC refused, no answer).
     pub id: Option<String>,
     pub command_status: Option<u32>,
+    /// The limit that was hit (429): `link:100`, `pool:eu`, `client:acme:minute`, ...
+    pub limit: Option<String>,
 }
 
 impl ErrorReply {
@@ -46,6 +48,7 @@ impl ErrorReply {
             retry_after_s: None,
             id: None,
             command_status: None,
+            limit: None,
         }
     }
 }
@@ -67,6 +70,8 @@ struct ErrorFields<'a> {
     command_status: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'a str>,
 }
 
 impl From<HttpError> for ErrorReply {
@@ -117,6 +122,31 @@ impl From<Rejection> for ErrorReply {
             Rejection::Route(RouteError::UnknownPool(p)) => ErrorReply {
                 field: Some("pool".into()),
                 ..ErrorReply::new(StatusCode::NOT_FOUND, "unknown_pool", format!("no pool named `{p}`"))
+            },
+            Rejection::Route(RouteError::NoRoute) => ErrorReply {
+                field: Some("to".into()),
+                ..ErrorReply::new(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    "no `link` or `pool` given and no route of smpp_rules.toml matches this destination",
+                )
+            },
+            Rejection::Route(RouteError::PoolUnavailable(p)) => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "pool_unavailable",
+                    format!("every link of pool `{p}` is down or has its windows full"),
+                )
+            },
+            Rejection::Limited(l) => ErrorReply {
+                retry_after_s: Some(u32::try_from(l.retry_after_secs()).unwrap_or(u32::MAX)),
+                limit: Some(l.key.to_string()),
+                ..ErrorReply::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("over the {:?} limit `{}`; retry after {} s", l.layer, l.key, l.retry_after_secs()),
+                )
             },
             Rejection::NotSubmitted(f) => not_submitted(f),
             Rejection::SmscRejected { id, status }
@@ -196,6 +226,7 @@ pub fn error_response(e: ErrorReply) -> Response<Full<Bytes>> {
             id: e.id.as_deref(),
             command_status: e.command_status,
             retry_after_s: e.retry_after_s,
+            limit: e.limit.as_deref(),
         },
     };
     let mut resp = json_response(e.status, &body);
@@ -215,4 +246,65 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Ful
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+// === gRPC ===
+
+/// The gRPC status codes smsgate answers with (grpc/doc/statuscodes.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcCode {
+    Ok = 0,
+    Cancelled = 1,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    Unauthenticated = 16,
+}
+
+/// The gRPC answer to a refusal.
+pub struct GrpcReply {
+    pub code: GrpcCode,
+    /// The retry delay to the millisecond where the refusal knows it (rate limits); else
+    /// `reply.retry_after_s` in ms.
+    pub retry_after_ms: Option<u64>,
+    /// The same facts the HTTP answer carries (message, stable `code`, field, id, limit, SMPP
+    /// command_status), which the gRPC ingress sends as `grpc-message` and trailers.
+    pub reply: ErrorReply,
+}
+
+/// One table: the HTTP mapping above gives the facts, this match only picks the gRPC code.
+/// No wildcard arm: a new refusal must pick one.
+pub fn grpc_status(r: Rejection) -> GrpcReply {
+    let precise_ms = match &r {
+        Rejection::Limited(l) => Some(u64::try_from(l.retry_after.as_millis()).unwrap_or(u64::MAX).max(1)),
+        _ => None,
+    };
+    let code = match &r {
+        Rejection::Parse(_) | Rejection::BadMessageId => GrpcCode::InvalidArgument,
+        Rejection::Auth(_) => GrpcCode::Unauthenticated,
+        Rejection::Route(RouteError::UnknownLink(_) | RouteError::UnknownPool(_) | RouteError::NoRoute)
+        | Rejection::MessageNotFound => GrpcCode::NotFound,
+        Rejection::Route(RouteError::PoolUnavailable(_)) | Rejection::NotSubmitted(_) | Rejection::State(_) => {
+            GrpcCode::Unavailable
+        }
+        // The SMSC's own rate limit: retry after the delay.
+        Rejection::SmscRejected { status, .. }
+            if *status == CommandStatus::RTHROTTLED || *status == CommandStatus::RMSGQFUL =>
+        {
+            GrpcCode::ResourceExhausted
+        }
+        // The SMSC refused it: the record is kept as `rejected`; resending the same message
+        // unchanged would get the same answer. `smpp-command-status` says why.
+        Rejection::SmscRejected { .. } => GrpcCode::FailedPrecondition,
+        Rejection::SmscTimeout { .. } => GrpcCode::DeadlineExceeded,
+        Rejection::Limited(_) => GrpcCode::ResourceExhausted,
+    };
+    let reply = ErrorReply::from(r);
+    let retry_after_ms = precise_ms.or(reply.retry_after_s.map(|s| u64::from(s) * 1000));
+    GrpcReply { code, retry_after_ms, reply }
 }

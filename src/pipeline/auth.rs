@@ -41,7 +41,11 @@ mod tests {
 
     #[test]
     fn bearer_keys() {
-        let auth = Auth::new(&[ClientConfig { name: ClientId::new("acme"), api_key: "0123456789abcdef".into() }]);
+        let auth = Auth::new(&[ClientConfig {
+            name: ClientId::new("acme"),
+            api_key: "0123456789abcdef".into(),
+            limits: Default::default(),
+        }]);
         assert_eq!(auth.authenticate(Some(b"Bearer 0123456789abcdef")).unwrap().as_str(), "acme");
         assert_eq!(auth.authenticate(Some(b"bearer 0123456789abcdef")).unwrap().as_str(), "acme");
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));

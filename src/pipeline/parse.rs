@@ -54,6 +54,8 @@ const RESERVED_TLVS: [u16; 7] = [
 pub enum Target {
     Link(LinkId),
     Pool(String),
+    /// Neither named: the `[[routes]]` of smpp_rules.toml decide.
+    Routes,
 }
 
 /// The sender as SMPP will carry it.
@@ -126,7 +128,7 @@ pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
         (None, Some(p)) if !p.is_empty() => Target::Pool(p),
         (Some(_), None) => return Err(ParseError::new("missing_target", "link", "`link` must not be empty")),
         (None, Some(_)) => return Err(ParseError::new("missing_target", "pool", "`pool` must not be empty")),
-        (None, None) => return Err(ParseError::new("missing_target", "link", "name a `link` (or a `pool`)")),
+        (None, None) => Target::Routes,
     };
     if let Some(r) = &b.client_ref {
         if r.chars().count() > MAX_CLIENT_REF || r.chars().any(char::is_control) {
@@ -245,7 +247,6 @@ mod tests {
             (r#"{"to":"+49","from":"A","text":"x","link":"1"}"#, "invalid_number", Some("to")),
             (r#"{"to":"+4915112345678","from":"TOOLONGSENDER","text":"x","link":"1"}"#, "invalid_sender", Some("from")),
             (r#"{"to":"+4915112345678","from":"A","text":"","link":"1"}"#, "empty_text", Some("text")),
-            (r#"{"to":"+4915112345678","from":"A","text":"x"}"#, "missing_target", Some("link")),
             (
                 r#"{"to":"+4915112345678","from":"A","text":"x","link":"1","pool":"p"}"#,
                 "conflicting_target",

@@ -79,6 +79,7 @@ mod tests {
             to: Msisdn("4915112345678".into()),
             from: "A".into(),
             link: LinkId::new("l"),
+            route: String::new(),
             client_ref: None,
             segments: 2,
             parts: Vec::new(),

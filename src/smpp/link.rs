@@ -27,6 +27,8 @@ pub struct SessionHealth {
     last_error_ms: AtomicU64,
     errors: AtomicU64,
     throttles: AtomicU64,
+    /// submit_sm written and not yet answered.
+    in_flight: AtomicU64,
 }
 
 impl SessionHealth {
@@ -46,6 +48,18 @@ impl SessionHealth {
     pub fn throttled(&self) {
         self.throttles.fetch_add(1, Ordering::Relaxed);
         self.last_error_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn sent(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn answered(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn errors(&self) -> u64 {
@@ -78,6 +92,11 @@ impl SessionSlot {
     pub fn can_submit(&self) -> bool {
         self.config.mode.can_submit() && self.health.is_bound()
     }
+
+    /// Can submit and has a free window slot.
+    pub fn has_capacity(&self) -> bool {
+        self.can_submit() && self.health.in_flight() < self.config.window as u64
+    }
 }
 
 /// Per-link behaviour that is not about one session.
@@ -106,6 +125,11 @@ pub struct LinkEntry {
 }
 
 impl LinkEntry {
+    /// Some session can take a submit now: bound, not a receiver, window not full.
+    pub fn has_capacity(&self) -> bool {
+        self.slots.iter().any(SessionSlot::has_capacity)
+    }
+
     pub fn state(&self, now_ms: u64) -> LinkState {
         let submitters = self.slots.iter().filter(|s| s.can_submit()).count();
         if submitters == 0 {

@@ -184,6 +184,8 @@ struct InFlight {
     conn: Rc<Conn>,
     rx: oneshot::Receiver<Pdu>,
     deadline: Instant,
+    /// When the submit_sm was queued: the SMSC latency starts here.
+    sent: Instant,
     _permit: glommio::sync::StaticPermit,
 }
 
@@ -242,6 +244,11 @@ impl Session {
 
     pub fn is_bound(&self) -> bool {
         self.inner.conn.borrow().is_some() && !self.inner.closing.get()
+    }
+
+    /// The pacer's allowed send rate now, messages per second (`esme_rate` until a throttle).
+    pub fn pacer_rate(&self) -> f64 {
+        self.inner.pacer.borrow().rate()
     }
 
     fn next_seq(&self) -> u32 {
@@ -309,12 +316,13 @@ impl Session {
         let rx = conn
             .request(Pdu { status: CommandStatus::ROK, sequence: seq, body: Body::SubmitSm(Box::new(sm)) })
             .map_err(SubmitError::Unencodable)?;
-        Ok(InFlight { seq, conn, rx, deadline, _permit: permit })
+        self.inner.health.sent();
+        Ok(InFlight { seq, conn, rx, deadline, sent: Instant::now(), _permit: permit })
     }
 
     async fn answer(&self, f: InFlight) -> Result<SubmitResult, SubmitError> {
         let timeout = self.inner.cfg.response_timeout;
-        let InFlight { seq, conn, rx, deadline, _permit } = f;
+        let InFlight { seq, conn, rx, deadline, sent, _permit } = f;
         let answer = async { Some(rx.await) }
             .or(async {
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
@@ -322,10 +330,12 @@ impl Session {
             })
             .await;
         let health = &self.inner.health;
+        health.answered();
         match answer {
             None => {
                 conn.pending.borrow_mut().remove(&seq);
                 health.error();
+                crate::observe::events::session_error(&self.inner.cfg.link, "response_timeout");
                 Err(SubmitError::Timeout(timeout))
             }
             Some(Err(_canceled)) => Err(SubmitError::ConnectionLost),
@@ -338,6 +348,7 @@ impl Session {
                         message_id: String::new(),
                     },
                 };
+                crate::observe::events::smsc_answered(&self.inner.cfg.link, result.status, sent);
                 if result.status == CommandStatus::RTHROTTLED || result.status == CommandStatus::RMSGQFUL {
                     let rate = {
                         let mut pacer = self.inner.pacer.borrow_mut();
@@ -345,7 +356,9 @@ impl Session {
                         pacer.rate()
                     };
                     health.throttled();
-                    tracing::warn!(link = %self.inner.cfg.link, session = self.inner.cfg.index, status = %result.status, rate, "SMSC throttling; session slowed down");
+                    if let Some(suppressed) = crate::observe::events::session_error(&self.inner.cfg.link, "throttled") {
+                        tracing::warn!(link = %self.inner.cfg.link, session = self.inner.cfg.index, status = %result.status, rate, suppressed, "SMSC throttling; session slowed down");
+                    }
                 }
                 Ok(result)
             }
@@ -383,12 +396,14 @@ impl Session {
                     conn.pending.borrow_mut().clear();
                     if !shutdown.is_fired() {
                         self.inner.health.error();
+                        crate::observe::events::session_error(&cfg.link, "session_lost");
                         tracing::warn!(link = %cfg.link, session = cfg.index, "session lost");
                     }
                     false
                 }
                 Err(BindFailure { reason, refused }) => {
                     self.inner.health.error();
+                    crate::observe::events::session_error(&cfg.link, "bind_failed");
                     tracing::warn!(link = %cfg.link, session = cfg.index, host = %cfg.host, port = cfg.port, %reason, "bind failed");
                     failures += 1;
                     refused
@@ -499,6 +514,7 @@ impl Session {
                 if !answered {
                     tracing::warn!(link = %cfg.link, session = cfg.index, "enquire_link_resp missed; closing session");
                     self.inner.health.error();
+                    crate::observe::events::session_error(&cfg.link, "enquire_link_missed");
                     conn.dead.fire_local();
                     return false;
                 }

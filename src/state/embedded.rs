@@ -202,6 +202,7 @@ mod tests {
             to: Msisdn("4915112345678".to_owned()),
             from: "ACME".to_owned(),
             link: LinkId::new("vf-1"),
+            route: String::new(),
             client_ref: Some("ref-1".to_owned()),
             segments: 1,
             parts: vec![Part::default()],

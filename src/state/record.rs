@@ -66,6 +66,9 @@ pub struct MessageRecord {
     pub to: Msisdn,
     pub from: String,
     pub link: LinkId,
+    /// How the link was chosen: `link:100`, `pool:eu link:101`, `prefix:49 pool:eu link:101`.
+    #[serde(default)]
+    pub route: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ref: Option<String>,
     /// SMS segments the text takes (what the handset receives and the operator bills).
@@ -192,6 +195,7 @@ mod tests {
             to: Msisdn("4915112345678".into()),
             from: "ACME".into(),
             link: LinkId::new("100"),
+            route: String::new(),
             client_ref: None,
             segments: parts as u16,
             parts: (0..parts)

@@ -129,7 +129,7 @@ impl Gateway {
         let mut rules = String::new();
         for (name, p) in &cfg.links {
             rules.push_str(&format!(
-                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nsessions = 2\nwindow = 256\n{}\n\n",
+                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nesme_rate_burst = 1000\nsessions = 2\nwindow = 256\n{}\n\n",
                 cfg.link_extra
             ));
         }

@@ -570,10 +570,8 @@ fn report(cfg: &Config, o: &Outcome) -> (String, String) {
     };
     let _ = writeln!(
         text,
-        "{}: {} {}, {shape}, {:.1} s measured after {:.1} s warm-up, target {}{}",
-        cfg.label(),
+        "{}: {loop_kind}, {shape}, {:.1} s measured after {:.1} s warm-up, target {}{}",
         cfg.mode.name(),
-        loop_kind,
         secs,
         cfg.warmup.as_secs_f64(),
         cfg.target,

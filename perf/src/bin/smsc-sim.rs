@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +21,7 @@ use smsgate::smpp::receipt::FinalState;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 const USAGE: &str = "\
@@ -45,10 +46,37 @@ OPTIONS:
   --stats-interval-s N     print counters to stderr every N seconds, 0 = never [default: 0];
                            they are always printed on SIGINT/SIGTERM
   --threads N              runtime worker threads, 1 = current-thread runtime [default: 1]
+  --resp-id-format FMT     message_id in submit_sm_resp: hex (lower case, no leading zeros)
+                           or dec [default: hex]
+  --dlr-id-format FMT      message_id in receipts (text and receipted_message_id): hex
+                           (upper case, zero-padded to 10 digits) or dec [default: the
+                           submit_sm_resp's id as it was sent]; with either id option, ids
+                           stay below 2^36 so that 10 hex digits hold them
+  --control MODE           stdin: read fault commands from stdin; off: do not read stdin
+                           [default: stdin]. Run it in an interactive shell's background
+                           with `< /dev/null` or `--control off`.
   -h, --help               print this help
 
 Receipts go, on the connection that submitted, for each accepted submit_sm with
 registered_delivery & 1, unless it bound as a transmitter.
+
+FAULT CONTROL (stdin, one command a line; each is answered `ok <command>` on stdout once
+applied, or `error <reason>`; end of input stops reading, not the simulator):
+  drop                 close every current connection now; new ones are still accepted
+  mute on|off          leave submit_sm and enquire_link unanswered (such submits are lost)
+  throttle on|off      answer every submit_sm with ESME_RTHROTTLED (0x58)
+  throttle-every N     answer every Nth submit_sm with ESME_RTHROTTLED; 0 = off
+  qfull on|off         answer every submit_sm with ESME_RMSGQFUL (0x14)
+  refuse-binds on|off  answer binds with ESME_RBINDFAIL (0x0D), then close the connection
+  slow US              delay each submit_sm_resp by US microseconds (as --resp-delay-us)
+  malformed            send to every bound connection a deliver_sm whose body is cut short
+                       (command_length matches), then a PDU with an unknown command_id
+  garbage              send to every bound connection a header with command_length
+                       0xFFFFFFFF: the stream loses its framing
+  stats                print the counters line on stdout
+`ok` for drop, malformed and garbage means every connection has closed or written it.
+Counters: throttled = submit_sm refused by throttle, throttle-every or qfull; muted =
+submit_sm left unanswered by mute; unbind and generic_nack = those PDUs received.
 ";
 
 /// Output bytes above which a connection stops reading until its peer reads. Why: a peer
@@ -58,6 +86,12 @@ const OUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 
 /// Free input space kept before each read, in octets: room for a burst of ~500 submit_sm.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// command_id of the `malformed` command's second PDU: none in SMPP 3.4 or 5.0.
+const UNKNOWN_COMMAND_ID: u32 = 0x0000_0077;
+
+/// How long a `drop`, `malformed` or `garbage` command waits for every connection to act.
+const CONTROL_PATIENCE: Duration = Duration::from_secs(5);
 
 // === config ===
 
@@ -73,6 +107,9 @@ const FLAGS: &[&str] = &[
     "--blackhole",
     "--stats-interval-s",
     "--threads",
+    "--resp-id-format",
+    "--dlr-id-format",
+    "--control",
 ];
 
 struct Config {
@@ -88,6 +125,32 @@ struct Config {
     blackholes: Vec<String>,
     stats_interval: Option<Duration>,
     threads: usize,
+    resp_id_format: IdFormat,
+    /// `None`: receipts carry the submit_sm_resp's id as it was sent.
+    dlr_id_format: Option<IdFormat>,
+    /// Read fault commands from stdin.
+    control: bool,
+}
+
+/// How a message id is written; [`Sim::next_message_id`] picks the number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdFormat {
+    /// Lower case, no leading zeros: `1f00000a2b`.
+    Hex,
+    /// `133143988779`.
+    Dec,
+    /// Upper case, zero-padded to 10 digits: `0F00000A2B`.
+    Hex10,
+}
+
+impl IdFormat {
+    fn write(self, id: u64) -> String {
+        match self {
+            IdFormat::Hex => format!("{id:x}"),
+            IdFormat::Dec => id.to_string(),
+            IdFormat::Hex10 => format!("{id:010X}"),
+        }
+    }
 }
 
 impl Config {
@@ -103,6 +166,9 @@ impl Config {
             blackholes: Vec::new(),
             stats_interval: None,
             threads: 1,
+            resp_id_format: IdFormat::Hex,
+            dlr_id_format: None,
+            control: true,
         };
         while let Some(flag) = args.next() {
             if flag == "-h" || flag == "--help" {
@@ -131,6 +197,27 @@ impl Config {
                     config.stats_interval = (secs > 0).then(|| Duration::from_secs(secs));
                 }
                 "--threads" => config.threads = number(&value)?.max(1) as usize,
+                "--resp-id-format" => {
+                    config.resp_id_format = match value.as_str() {
+                        "hex" => IdFormat::Hex,
+                        "dec" => IdFormat::Dec,
+                        _ => return Err(format!("--resp-id-format wants hex or dec, got {value}")),
+                    }
+                }
+                "--dlr-id-format" => {
+                    config.dlr_id_format = match value.as_str() {
+                        "hex" => Some(IdFormat::Hex10),
+                        "dec" => Some(IdFormat::Dec),
+                        _ => return Err(format!("--dlr-id-format wants hex or dec, got {value}")),
+                    }
+                }
+                "--control" => {
+                    config.control = match value.as_str() {
+                        "stdin" => true,
+                        "off" => false,
+                        _ => return Err(format!("--control wants stdin or off, got {value}")),
+                    }
+                }
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -182,6 +269,12 @@ struct Stats {
     submit_sm_resp: [AtomicU64; 257],
     deliver_sm: AtomicU64,
     deliver_sm_resp: AtomicU64,
+    /// submit_sm refused by the `throttle`, `throttle-every` or `qfull` faults.
+    throttled: AtomicU64,
+    /// submit_sm left unanswered by the `mute` fault.
+    muted: AtomicU64,
+    unbind: AtomicU64,
+    generic_nack: AtomicU64,
 }
 
 impl Stats {
@@ -207,7 +300,7 @@ impl Stats {
         }
         format!(
             "smsc-sim stats: connections={} binds={} submit_sm={} submit_sm_resp={} ({}) \
-             deliver_sm={} deliver_sm_resp={}",
+             deliver_sm={} deliver_sm_resp={} throttled={} muted={} unbind={} generic_nack={}",
             self.connections.load(Relaxed),
             self.binds.load(Relaxed),
             self.submit_sm.load(Relaxed),
@@ -215,24 +308,101 @@ impl Stats {
             by_status,
             self.deliver_sm.load(Relaxed),
             self.deliver_sm_resp.load(Relaxed),
+            self.throttled.load(Relaxed),
+            self.muted.load(Relaxed),
+            self.unbind.load(Relaxed),
+            self.generic_nack.load(Relaxed),
         )
     }
+}
+
+/// The switches set over stdin (see FAULT CONTROL in [`USAGE`]), read by every connection.
+/// Atomics, not a lock: each submit_sm reads a few of them.
+struct Faults {
+    mute: AtomicBool,
+    throttle: AtomicBool,
+    /// Every Nth submit_sm is throttled; 0 = off.
+    throttle_every: AtomicU64,
+    /// submit_sm counted for `throttle_every` since it was last set.
+    throttle_tick: AtomicU64,
+    qfull: AtomicBool,
+    refuse_binds: AtomicBool,
+    /// Delay before each submit_sm_resp, microseconds; starts at `--resp-delay-us`.
+    resp_delay_us: AtomicU64,
+    /// `drop`, `malformed` and `garbage` for every connection open when they are sent.
+    /// Capacity: commands come one at a time and wait for every connection's ack.
+    broadcast: broadcast::Sender<Broadcast>,
+}
+
+impl Faults {
+    fn new(resp_delay: Duration) -> Self {
+        Faults {
+            mute: AtomicBool::new(false),
+            throttle: AtomicBool::new(false),
+            throttle_every: AtomicU64::new(0),
+            throttle_tick: AtomicU64::new(0),
+            qfull: AtomicBool::new(false),
+            refuse_binds: AtomicBool::new(false),
+            resp_delay_us: AtomicU64::new(u64::try_from(resp_delay.as_micros()).unwrap_or(u64::MAX)),
+            broadcast: broadcast::channel(16).0,
+        }
+    }
+
+    fn resp_delay(&self) -> Duration {
+        Duration::from_micros(self.resp_delay_us.load(Relaxed))
+    }
+
+    /// The status that a throttling fault imposes on the next submit_sm, if any.
+    fn throttle_status(&self) -> Option<CommandStatus> {
+        if self.throttle.load(Relaxed) {
+            return Some(CommandStatus::RTHROTTLED);
+        }
+        let every = self.throttle_every.load(Relaxed);
+        if every > 0 && (self.throttle_tick.fetch_add(1, Relaxed) + 1) % every == 0 {
+            return Some(CommandStatus::RTHROTTLED);
+        }
+        self.qfull.load(Relaxed).then_some(CommandStatus::RMSGQFUL)
+    }
+}
+
+/// What a connection does on a broadcast command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ConnFault {
+    Drop,
+    Malformed,
+    Garbage,
+}
+
+/// One broadcast command. Each connection drops its clone of `ack` once it has done the
+/// command (closed, or written the octets), so the control reader knows when all are done.
+#[derive(Clone)]
+struct Broadcast {
+    fault: ConnFault,
+    ack: mpsc::Sender<()>,
 }
 
 struct Sim {
     config: Config,
     stats: Stats,
-    /// High 32 bits of every message id, random per start so ids differ across restarts.
+    faults: Faults,
+    /// High bits of every message id, random per start so ids differ across restarts.
     id_prefix: u32,
     id_counter: AtomicU32,
 }
 
 impl Sim {
-    /// A message id unique across connections and, with high probability, restarts:
-    /// lower-case hex without leading zeros.
-    fn next_message_id(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Relaxed);
-        format!("{:x}", (u64::from(self.id_prefix) << 32) | u64::from(n))
+    /// A message id unique across connections and, with high probability, restarts, as
+    /// `--resp-id-format` writes it. With an id format option it keeps 4 random bits above
+    /// the 32-bit counter, so that 10 hex digits hold it; else 32.
+    fn next_message_id(&self) -> (u64, String) {
+        let n = u64::from(self.id_counter.fetch_add(1, Relaxed));
+        let prefix = u64::from(self.id_prefix);
+        let id = if self.config.dlr_id_format.is_some() || self.config.resp_id_format != IdFormat::Hex {
+            ((prefix % 15) + 1) << 32 | n
+        } else {
+            prefix << 32 | n
+        };
+        (id, self.config.resp_id_format.write(id))
     }
 }
 
@@ -259,8 +429,10 @@ struct Conn {
     /// sequence_number of the next deliver_sm we send.
     next_sequence: u32,
     rng: XorShift,
-    /// Set after unbind: flush `out`, then close.
+    /// Set after unbind and after a refused bind: flush `out`, then close.
     closing: bool,
+    /// Acks of broadcast commands whose octets are in `out`: dropped once it is written.
+    acks: Vec<mpsc::Sender<()>>,
 }
 
 impl Conn {
@@ -275,7 +447,46 @@ impl Conn {
             next_sequence: 1,
             rng: XorShift(rand::random::<u64>() | 1),
             closing: false,
+            acks: Vec::new(),
         }
+    }
+
+    fn next_sequence(&mut self) -> u32 {
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
+        sequence
+    }
+
+    /// Writes the octets of a `malformed` or `garbage` command, on a bound connection only.
+    fn inject(&mut self, fault: ConnFault, ack: mpsc::Sender<()>) {
+        if self.bound.is_none() || self.closing {
+            return;
+        }
+        let header = |out: &mut Vec<u8>, len: u32, command_id: u32, sequence: u32| {
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&command_id.to_be_bytes());
+            out.extend_from_slice(&0u32.to_be_bytes());
+            out.extend_from_slice(&sequence.to_be_bytes());
+        };
+        match fault {
+            ConnFault::Malformed => {
+                // service_type, source_addr_ton, source_addr_npi, then a source_addr whose
+                // NUL never comes: the frame is whole, its body is cut short.
+                let body = b"\0\x01\x01491700";
+                let sequence = self.next_sequence();
+                let len = (pdu::HEADER_LEN + body.len()) as u32;
+                header(&mut self.out, len, pdu::command_id::DELIVER_SM, sequence);
+                self.out.extend_from_slice(body);
+                let sequence = self.next_sequence();
+                header(&mut self.out, pdu::HEADER_LEN as u32, UNKNOWN_COMMAND_ID, sequence);
+            }
+            ConnFault::Garbage => {
+                let sequence = self.next_sequence();
+                header(&mut self.out, u32::MAX, pdu::command_id::DELIVER_SM, sequence);
+            }
+            ConnFault::Drop => return,
+        }
+        self.acks.push(ack);
     }
 
     fn send(&mut self, pdu: &Pdu) {
@@ -348,15 +559,15 @@ impl Conn {
         let reply = |status: CommandStatus, body: Body| Pdu { status, sequence, body };
         match pdu.body {
             Body::BindTransmitter(bind) => {
-                let status = self.bind(&bind, Bound::Transmitter);
+                let status = self.on_bind(&bind, Bound::Transmitter);
                 self.send(&reply(status, Body::BindTransmitterResp(bind_resp(status))));
             }
             Body::BindReceiver(bind) => {
-                let status = self.bind(&bind, Bound::Receiver);
+                let status = self.on_bind(&bind, Bound::Receiver);
                 self.send(&reply(status, Body::BindReceiverResp(bind_resp(status))));
             }
             Body::BindTransceiver(bind) => {
-                let status = self.bind(&bind, Bound::Transceiver);
+                let status = self.on_bind(&bind, Bound::Transceiver);
                 self.send(&reply(status, Body::BindTransceiverResp(bind_resp(status))));
             }
             Body::SubmitSm(sm) => {
@@ -366,36 +577,63 @@ impl Conn {
                     self.send_submit_resp(&reply(CommandStatus::RINVBNDSTS, resp));
                     return;
                 }
-                let Some(status) = self.sim.config.submit_outcome(&sm.destination_addr) else {
+                if self.sim.faults.mute.load(Relaxed) {
+                    self.sim.stats.muted.fetch_add(1, Relaxed);
                     return;
+                }
+                let status = match self.sim.faults.throttle_status() {
+                    Some(status) => {
+                        self.sim.stats.throttled.fetch_add(1, Relaxed);
+                        status
+                    }
+                    None => match self.sim.config.submit_outcome(&sm.destination_addr) {
+                        Some(status) => status,
+                        None => return,
+                    },
                 };
                 let mut resp = SmResp::default();
                 if status.is_ok() {
-                    resp.message_id = self.sim.next_message_id();
+                    let (id, written) = self.sim.next_message_id();
                     if sm.registered_delivery & 1 == 1 && self.bound == Some(Bound::Transceiver) {
+                        let receipt_id = match self.sim.config.dlr_id_format {
+                            Some(format) => format.write(id),
+                            None => written.clone(),
+                        };
                         let dates = dates.get_or_insert_with(|| ReceiptDates::now(&self.sim));
-                        let receipt = self.receipt(&sm, &resp.message_id, dates);
+                        let receipt = self.receipt(&sm, &receipt_id, dates);
                         let due = now + self.sim.config.dlr_delay;
                         self.dlr_queue.push_back((due, receipt));
                     }
+                    resp.message_id = written;
                 }
                 let resp = reply(status, Body::SubmitSmResp(resp));
-                if self.sim.config.resp_delay.is_zero() {
+                let delay = self.sim.faults.resp_delay();
+                if delay.is_zero() && self.resp_queue.is_empty() {
                     self.send_submit_resp(&resp);
                 } else {
-                    let due = now + self.sim.config.resp_delay;
-                    self.resp_queue.push_back((due, resp));
+                    // After a `slow` that shortened the delay, a response still waits for
+                    // those before it: responses keep their order and the FIFO its sort.
+                    let last = self.resp_queue.back().map_or(now, |(due, _)| *due);
+                    self.resp_queue.push_back(((now + delay).max(last), resp));
                 }
             }
-            Body::EnquireLink => self.send(&reply(CommandStatus::ROK, Body::EnquireLinkResp)),
+            Body::EnquireLink => {
+                if !self.sim.faults.mute.load(Relaxed) {
+                    self.send(&reply(CommandStatus::ROK, Body::EnquireLinkResp));
+                }
+            }
             Body::Unbind => {
+                self.sim.stats.unbind.fetch_add(1, Relaxed);
                 self.send(&reply(CommandStatus::ROK, Body::UnbindResp));
                 self.closing = true;
             }
             Body::DeliverSmResp(_) => {
                 self.sim.stats.deliver_sm_resp.fetch_add(1, Relaxed);
             }
-            Body::EnquireLinkResp | Body::UnbindResp | Body::GenericNack => {}
+            Body::GenericNack => {
+                self.sim.stats.generic_nack.fetch_add(1, Relaxed);
+            }
+            Body::EnquireLinkResp | Body::UnbindResp => {}
             Body::BindTransmitterResp(_)
             | Body::BindReceiverResp(_)
             | Body::BindTransceiverResp(_)
@@ -406,6 +644,15 @@ impl Conn {
                 self.send(&reply(CommandStatus::RINVCMDID, Body::GenericNack));
             }
         }
+    }
+
+    /// A bind's status; with `refuse-binds` on, ESME_RBINDFAIL and the connection closes.
+    fn on_bind(&mut self, bind: &Bind, kind: Bound) -> CommandStatus {
+        if self.sim.faults.refuse_binds.load(Relaxed) {
+            self.closing = true;
+            return CommandStatus::RBINDFAIL;
+        }
+        self.bind(bind, kind)
     }
 
     fn bind(&mut self, bind: &Bind, kind: Bound) -> CommandStatus {
@@ -464,9 +711,7 @@ impl Conn {
             tlvs,
             ..Sm::default()
         };
-        let sequence = self.next_sequence;
-        self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
-        Pdu::new(sequence, Body::DeliverSm(Box::new(receipt)))
+        Pdu::new(self.next_sequence(), Body::DeliverSm(Box::new(receipt)))
     }
 
     fn pick_state(&mut self) -> FinalState {
@@ -492,7 +737,7 @@ fn bind_resp(status: CommandStatus) -> BindResp {
 
 /// Drives one connection: reads, decodes, writes and wakes for the delay queues, in one
 /// task.
-async fn serve(sim: Arc<Sim>, stream: TcpStream) -> std::io::Result<()> {
+async fn serve(sim: Arc<Sim>, stream: TcpStream, mut control: broadcast::Receiver<Broadcast>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
     let mut conn = Conn::new(sim);
@@ -518,11 +763,22 @@ async fn serve(sim: Arc<Sim>, stream: TcpStream) -> std::io::Result<()> {
         }
         tokio::select! {
             biased;
+            // First: a writer that is always ready must not starve a `drop`.
+            command = control.recv() => match command {
+                Ok(Broadcast { fault: ConnFault::Drop, .. }) => return Ok(()),
+                Ok(Broadcast { fault, ack }) => conn.inject(fault, ack),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "fault commands missed");
+                }
+                // The sender lives in `Sim`, which this task holds.
+                Err(broadcast::error::RecvError::Closed) => unreachable!("Sim is alive"),
+            },
             sent = writer.write(&conn.out[conn.written..]), if unsent > 0 => {
                 conn.written += sent?;
                 if conn.written == conn.out.len() {
                     conn.out.clear();
                     conn.written = 0;
+                    conn.acks.clear();
                 } else if conn.written > OUT_HIGH_WATER {
                     conn.out.drain(..conn.written);
                     conn.written = 0;
@@ -539,6 +795,89 @@ async fn serve(sim: Arc<Sim>, stream: TcpStream) -> std::io::Result<()> {
             }
             () = &mut sleep, if next_due.is_some() => {}
         }
+    }
+}
+
+// === fault control ===
+
+/// Lines of stdin, read on a plain thread: tokio's stdin would hold the runtime's shutdown
+/// until the next line. The thread ends at end of input; the channel's bound is a few lines
+/// because commands are answered one at a time.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    let reader = std::thread::Builder::new().name("smsc-sim-stdin".into()).spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    if let Err(err) = reader {
+        tracing::warn!(%err, "cannot start the stdin reader: no fault control");
+    }
+    rx
+}
+
+/// Applies each command line, then answers it on stdout.
+async fn control(sim: Arc<Sim>, mut lines: mpsc::Receiver<String>) {
+    while let Some(line) = lines.recv().await {
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        let answer = match apply(&sim, command).await {
+            Ok(Some(output)) => format!("{output}\nok {command}"),
+            Ok(None) => format!("ok {command}"),
+            Err(err) => format!("error {command}: {err}"),
+        };
+        let mut stdout = std::io::stdout().lock();
+        // A test that stopped reading stdout is no reason to stop applying its commands.
+        if writeln!(stdout, "{answer}").and_then(|()| stdout.flush()).is_err() {
+            tracing::debug!("stdout closed; fault commands still applied");
+        }
+    }
+}
+
+/// Applies one command; `Ok(Some(line))`: a line to print before the `ok`.
+async fn apply(sim: &Sim, command: &str) -> Result<Option<String>, String> {
+    let faults = &sim.faults;
+    let (verb, arg) = command.split_once(char::is_whitespace).map_or((command, ""), |(verb, arg)| (verb, arg.trim()));
+    let on_off = || match arg {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{verb} wants on or off")),
+    };
+    let number = || arg.parse::<u64>().map_err(|_| format!("{verb} wants a number"));
+    match verb {
+        "mute" => faults.mute.store(on_off()?, Relaxed),
+        "throttle" => faults.throttle.store(on_off()?, Relaxed),
+        "qfull" => faults.qfull.store(on_off()?, Relaxed),
+        "refuse-binds" => faults.refuse_binds.store(on_off()?, Relaxed),
+        "slow" => faults.resp_delay_us.store(number()?, Relaxed),
+        "throttle-every" => {
+            let every = number()?;
+            faults.throttle_tick.store(0, Relaxed);
+            faults.throttle_every.store(every, Relaxed);
+        }
+        "stats" => return Ok(Some(sim.stats.line())),
+        "drop" => broadcast_to_connections(faults, ConnFault::Drop).await?,
+        "malformed" => broadcast_to_connections(faults, ConnFault::Malformed).await?,
+        "garbage" => broadcast_to_connections(faults, ConnFault::Garbage).await?,
+        _ => return Err("unknown command".into()),
+    }
+    Ok(None)
+}
+
+/// Hands `fault` to every open connection and waits until each has acted on it.
+async fn broadcast_to_connections(faults: &Faults, fault: ConnFault) -> Result<(), String> {
+    let (ack, mut done) = mpsc::channel(1);
+    // Err: no connection is open, so there is nothing to wait for.
+    faults.broadcast.send(Broadcast { fault, ack }).ok();
+    // `None` once every connection has dropped its clone of `ack`.
+    match tokio::time::timeout(CONTROL_PATIENCE, done.recv()).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("a connection did not act within {} s", CONTROL_PATIENCE.as_secs())),
     }
 }
 
@@ -623,6 +962,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let faults = Faults::new(config.resp_delay);
     let sim = Arc::new(Sim {
         config,
         stats: Stats {
@@ -632,7 +972,12 @@ fn main() -> ExitCode {
             submit_sm_resp: [const { AtomicU64::new(0) }; 257],
             deliver_sm: AtomicU64::new(0),
             deliver_sm_resp: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            muted: AtomicU64::new(0),
+            unbind: AtomicU64::new(0),
+            generic_nack: AtomicU64::new(0),
         },
+        faults,
         id_prefix: rand::random::<u32>().max(1),
         id_counter: AtomicU32::new(0),
     });
@@ -656,6 +1001,10 @@ async fn run(sim: Arc<Sim>) -> std::io::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
+    if sim.config.control {
+        tokio::spawn(control(sim.clone(), stdin_lines()));
+    }
+
     if let Some(every) = sim.config.stats_interval {
         let sim = sim.clone();
         tokio::spawn(async move {
@@ -674,9 +1023,10 @@ async fn run(sim: Arc<Sim>) -> std::io::Result<()> {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     sim.stats.connections.fetch_add(1, Relaxed);
+                    let control = sim.faults.broadcast.subscribe();
                     let sim = sim.clone();
                     tokio::spawn(async move {
-                        if let Err(err) = serve(sim, stream).await {
+                        if let Err(err) = serve(sim, stream, control).await {
                             tracing::debug!(%peer, %err, "connection ended");
                         }
                     });
