@@ -183,7 +183,8 @@ fn pool_rate(links: &BTreeMap<String, LinkConfig>, pool: &PoolConfig, up: impl F
 }
 
 /// Every 250 ms: a pool's rate is the sum of its members that are not down, so a link that
-/// goes down counts zero within a second, and counts again when it recovers.
+/// goes down counts zero within a second, and counts again when it recovers. When every
+/// member is down the last rate stays (routing refuses with 503 `pool_unavailable`).
 async fn follow_pool_health(links: Arc<LinkTable>, rules: Arc<Rules>, limits: Arc<LimiterNode>, shutdown: Shutdown) {
     let mut last: HashMap<String, (u64, u32)> = HashMap::new();
     while !shutdown.is_fired() {
@@ -192,7 +193,9 @@ async fn follow_pool_health(links: Arc<LinkTable>, rules: Arc<Rules>, limits: Ar
             let up = |l: &str| links.get(&LinkId::new(l)).is_some_and(|e| e.state(now) != LinkState::Down);
             let rate = pool_rate(&rules.links, pool, up);
             let key = (rate.per_second as u64, rate.burst);
-            if last.get(name) != Some(&key) {
+            // With every member down the pool's routing answers 503 anyway; keeping the last
+            // rate avoids a zero rate (and a 429 with an endless Retry-After) in the meantime.
+            if key.0 > 0 && last.get(name).is_some_and(|k| *k != key) || (key.0 > 0 && !last.contains_key(name)) {
                 tracing::info!(pool = %name, rate = rate.per_second, "pool rate follows its members' health");
                 limits.set_rate(&LimitTarget::Pool(Arc::from(name.as_str())), rate);
                 last.insert(name.clone(), key);

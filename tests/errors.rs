@@ -135,7 +135,7 @@ fn smsc_failures_map_to_502_503_504() {
         links: vec![("100".into(), sim.port), ("down".into(), dead_port)],
         response_timeout_ms: 500,
         extra_config: String::new(),
-        link_extra: String::new(),
+        ..Default::default()
     };
     let gw = Gateway::start_on(dir.path(), free_port(), &cfg, false);
     let a = agent();

@@ -15,6 +15,7 @@ fn config(sim: &Sim, response_timeout_ms: u64) -> GatewayConfig {
         response_timeout_ms,
         extra_config: String::new(),
         link_extra: "throttle_pause_ms = 200".into(),
+        ..Default::default()
     }
 }
 

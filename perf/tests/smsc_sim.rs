@@ -167,6 +167,30 @@ impl Client {
         }
     }
 
+    /// The next frame, decoded or not: a malformed but framed PDU is consumed and returned
+    /// as its error; a broken length is returned and left in the input.
+    fn recv_frame(&mut self) -> Result<Pdu, pdu::DecodeError> {
+        loop {
+            match pdu::decode(&self.input) {
+                Ok(Some((pdu, used))) => {
+                    self.input.drain(..used);
+                    return Ok(pdu);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    if let Some(skip) = err.skip {
+                        self.input.drain(..skip);
+                    }
+                    return Err(err);
+                }
+            }
+            let mut chunk = [0; 4096];
+            let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+            assert!(n > 0, "stream ended");
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     fn recv(&mut self) -> Pdu {
         self.try_recv().expect("a PDU, not the end of the stream")
     }
@@ -364,4 +388,232 @@ fn receipts_follow_the_dlr_mix() {
     let parsed = receipt::parse(&sm.short_message);
     assert_eq!(parsed.stat.as_deref().and_then(FinalState::from_stat), Some(FinalState::Expired));
     assert_eq!((parsed.dlvrd.as_deref(), parsed.err.as_deref()), (Some("000"), Some("001")));
+}
+
+// === fault control ===
+
+/// The value of `name=` in a stats line.
+fn counter(stats: &str, name: &str) -> u64 {
+    stats
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {stats}"))
+}
+
+/// Submits without registered_delivery and returns the response's status.
+fn submit_status(client: &mut Client, destination: &str) -> CommandStatus {
+    let seq = client.submit(destination, "fault", 0);
+    let resp = client.recv();
+    assert_eq!(resp.sequence, seq);
+    assert!(matches!(resp.body, Body::SubmitSmResp(_)), "{resp:?}");
+    resp.status
+}
+
+#[test]
+fn drop_closes_every_connection_and_keeps_accepting() {
+    let mut sim = Sim::start(&[]);
+    let mut bound = sim.bound();
+    let mut unbound = sim.connect();
+    // Answered: the sim has accepted it, so it is among the "current" connections.
+    let probe = unbound.send(Body::EnquireLink);
+    assert_eq!(unbound.recv().sequence, probe);
+    sim.control("drop");
+    assert_eq!(bound.try_recv(), None);
+    assert_eq!(unbound.try_recv(), None);
+    let mut again = sim.bound();
+    assert_eq!(submit_status(&mut again, "4917"), CommandStatus::ROK);
+    // With no connection open, `drop` has nothing to wait for.
+    drop(again);
+    sim.control("drop");
+    assert_eq!(counter(&sim.stats(), "connections"), 3);
+}
+
+#[test]
+fn mute_leaves_submits_and_enquire_links_unanswered() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    sim.control("mute on");
+    client.submit("4917", "lost", 1);
+    client.send(Body::EnquireLink);
+    // A second bind is answered even when muted (ESME_RALYBND): the sim has read the two
+    // PDUs before it, so they met the mute.
+    assert_eq!(client.bind(Body::BindTransceiver, "smsgate", "secret").status, CommandStatus::RALYBND);
+    sim.control("mute off");
+    // The sim handles a connection's PDUs in order: the first answer is to this probe.
+    let probe = client.send(Body::EnquireLink);
+    let resp = client.recv();
+    assert_eq!((resp.sequence, resp.body), (probe, Body::EnquireLinkResp));
+    assert_eq!(submit_status(&mut client, "4917"), CommandStatus::ROK);
+    let stats = sim.stats();
+    assert_eq!((counter(&stats, "submit_sm"), counter(&stats, "muted")), (2, 1), "{stats}");
+}
+
+#[test]
+fn throttle_answers_every_submit_with_rthrottled() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    sim.control("throttle on");
+    for _ in 0..3 {
+        assert_eq!(submit_status(&mut client, "4917"), CommandStatus::RTHROTTLED);
+    }
+    sim.control("throttle off");
+    assert_eq!(submit_status(&mut client, "4917"), CommandStatus::ROK);
+    let stats = sim.stats();
+    assert_eq!(counter(&stats, "throttled"), 3, "{stats}");
+    assert!(stats.contains("(ESME_ROK=1 ESME_RTHROTTLED=3)"), "{stats}");
+}
+
+#[test]
+fn throttle_every_n_throttles_every_nth_submit() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    sim.control("throttle-every 3");
+    let statuses: Vec<CommandStatus> = (0..7).map(|_| submit_status(&mut client, "4917")).collect();
+    let throttled: Vec<usize> =
+        statuses.iter().enumerate().filter(|(_, s)| **s == CommandStatus::RTHROTTLED).map(|(i, _)| i + 1).collect();
+    assert_eq!(throttled, [3, 6], "{statuses:?}");
+    sim.control("throttle-every 0");
+    assert!((0..4).all(|_| submit_status(&mut client, "4917").is_ok()));
+    assert_eq!(counter(&sim.stats(), "throttled"), 2);
+    assert!(sim.try_control("throttle-every x").is_err());
+}
+
+#[test]
+fn qfull_answers_rmsgqful() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    sim.control("qfull on");
+    assert_eq!(submit_status(&mut client, "4917"), CommandStatus::RMSGQFUL);
+    sim.control("qfull off");
+    assert_eq!(submit_status(&mut client, "4917"), CommandStatus::ROK);
+    let stats = sim.stats();
+    assert_eq!(counter(&stats, "throttled"), 1, "{stats}");
+    assert!(stats.contains("ESME_RMSGQFUL=1"), "{stats}");
+}
+
+#[test]
+fn refuse_binds_answers_rbindfail_and_closes() {
+    let mut sim = Sim::start(&[]);
+    let mut already = sim.bound();
+    sim.control("refuse-binds on");
+    for kind in [Body::BindTransceiver as fn(Bind) -> Body, Body::BindTransmitter, Body::BindReceiver] {
+        let mut client = sim.connect();
+        let resp = client.bind(kind, "smsgate", "secret");
+        assert_eq!(resp.status, CommandStatus::RBINDFAIL);
+        assert_eq!(client.try_recv(), None, "closed after the refusal");
+    }
+    assert_eq!(submit_status(&mut already, "4917"), CommandStatus::ROK, "bound sessions stay");
+    sim.control("refuse-binds off");
+    let mut client = sim.bound();
+    assert_eq!(submit_status(&mut client, "4917"), CommandStatus::ROK);
+    assert_eq!(counter(&sim.stats(), "binds"), 2);
+}
+
+#[test]
+fn slow_delays_responses_and_keeps_their_order() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    sim.control("slow 200000");
+    let started = Instant::now();
+    let slow = client.submit("4917", "slow", 0);
+    // enquire_link is never delayed, and its answer proves the submit was read before `slow 0`.
+    let probe = client.send(Body::EnquireLink);
+    assert_eq!(client.recv().sequence, probe);
+    sim.control("slow 0");
+    let fast = client.submit("4917", "fast", 0);
+    let first = client.recv();
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    let second = client.recv();
+    assert_eq!([first.sequence, second.sequence], [slow, fast], "no response overtakes another");
+    let started = Instant::now();
+    assert!(submit_status(&mut client, "4917").is_ok());
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[test]
+fn malformed_sends_a_truncated_deliver_sm_and_an_unknown_command_to_bound_connections() {
+    let mut sim = Sim::start(&[]);
+    let mut bound = sim.bound();
+    let mut unbound = sim.connect();
+    sim.control("malformed");
+    let truncated = bound.recv_frame().expect_err("a truncated deliver_sm");
+    assert_eq!(truncated.command_id, pdu::command_id::DELIVER_SM);
+    assert!(matches!(truncated.kind, pdu::DecodeErrorKind::Truncated(_)), "{truncated}");
+    let unknown = bound.recv_frame().expect_err("an unknown command_id");
+    assert_eq!(unknown.kind, pdu::DecodeErrorKind::UnknownCommand);
+    assert_ne!(truncated.sequence, unknown.sequence);
+    for err in [truncated, unknown] {
+        let mut nack = Pdu::new(err.sequence, Body::GenericNack);
+        nack.status = err.nack_status();
+        bound.send_pdu(&nack);
+    }
+    // The stream keeps its framing, and the connection stays.
+    assert_eq!(submit_status(&mut bound, "4917"), CommandStatus::ROK);
+    let probe = unbound.send(Body::EnquireLink);
+    let resp = unbound.recv();
+    assert_eq!((resp.sequence, resp.body), (probe, Body::EnquireLinkResp), "nothing for an unbound connection");
+    assert_eq!(counter(&sim.stats(), "generic_nack"), 2);
+}
+
+#[test]
+fn garbage_breaks_the_stream_of_bound_connections() {
+    let mut sim = Sim::start(&[]);
+    let mut bound = sim.bound();
+    sim.control("garbage");
+    let err = bound.recv_frame().expect_err("a broken header");
+    assert_eq!((err.kind, err.skip), (pdu::DecodeErrorKind::InvalidLength(u32::MAX), None));
+    // The sim keeps the connection: closing it is the ESME's decision.
+    assert_eq!(submit_status(&mut sim.bound(), "4917"), CommandStatus::ROK);
+}
+
+#[test]
+fn stats_counts_unbinds_and_unknown_commands_are_errors() {
+    let mut sim = Sim::start(&[]);
+    let mut client = sim.bound();
+    assert!(submit_status(&mut client, "4917").is_ok());
+    client.unbind();
+    let stats = sim.stats();
+    for expected in ["binds=1", "submit_sm=1", "throttled=0", "muted=0", "unbind=1", "generic_nack=0"] {
+        assert!(stats.split_whitespace().any(|kv| kv == expected), "{expected} not in {stats}");
+    }
+    for bad in ["explode", "mute maybe", "drop now", "slow fast"] {
+        let err = sim.try_control(bad).expect_err("refused");
+        assert!(err.starts_with(&format!("error {bad}: ")), "{err}");
+    }
+    // Blank lines are ignored without an answer; the next command is answered.
+    writeln!(sim.stdin.as_mut().unwrap()).unwrap();
+    assert!(sim.stats().contains("unbind=1"));
+}
+
+#[test]
+fn end_of_stdin_does_not_stop_the_sim() {
+    let sim = Sim::start_with_stdin(&[], Stdio::null());
+    let mut client = sim.bound();
+    assert!(submit_status(&mut client, "4917").is_ok());
+    client.unbind();
+    let stderr = sim.terminate();
+    assert!(stderr.contains("unbind=1"), "{stderr}");
+}
+
+#[test]
+fn receipt_ids_can_be_hex_where_responses_are_decimal() {
+    let sim = Sim::start(&["--resp-id-format", "dec", "--dlr-id-format", "hex", "--dlr-delay-ms", "0"]);
+    let mut client = sim.bound();
+    let seq = client.submit("4917", "ids", 1);
+    let (mut id, mut receipt) = (None, None);
+    while id.is_none() || receipt.is_none() {
+        let pdu = client.recv();
+        match pdu.body {
+            Body::SubmitSmResp(ref resp) if pdu.sequence == seq => id = Some(resp.message_id.clone()),
+            Body::DeliverSm(sm) => receipt = Some(sm),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (id, receipt) = (id.unwrap(), receipt.unwrap());
+    assert!(id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+    let hex = format!("{:010X}", id.parse::<u64>().unwrap());
+    assert!(hex.len() == 10 && hex.starts_with('0'), "{hex}");
+    assert_eq!(receipt.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some(hex.as_str()));
+    assert_eq!(receipt::parse(&receipt.short_message).id.as_deref(), Some(hex.as_str()));
 }

@@ -212,6 +212,10 @@ fn not_submitted(f: SubmitFailure) -> ErrorReply {
         SubmitFailure::Smpp(SubmitError::WindowFull(d)) => {
             unavailable("window_full", format!("every SMPP window slot stayed busy for {} ms", d.as_millis()))
         }
+        SubmitFailure::Smpp(SubmitError::Paced(d)) => unavailable(
+            "paced",
+            format!("the link's sessions are slowed down after SMSC throttling; no send slot within {} ms", d.as_millis()),
+        ),
         SubmitFailure::Smpp(e) => unavailable("no_session", e.to_string()),
     }
 }

@@ -30,10 +30,15 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(args: &[&str]) -> Sim {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts a sim on a given address (to bring an SMSC back on the port it had).
+    pub fn start_on(listen: &str, args: &[&str]) -> Sim {
         let bin = bin_dir().join("smsc-sim");
         assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds perf's smsc-sim)", bin.display());
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -97,12 +102,15 @@ pub fn signal(child: &Child, sig: &str) {
 }
 
 /// Link definitions for the rules file: (name, port).
+#[derive(Default)]
 pub struct GatewayConfig {
     pub links: Vec<(String, u16)>,
     pub response_timeout_ms: u64,
     pub extra_config: String,
     /// Extra lines for every `[links.NAME]` table (e.g. `long_messages = "payload"`).
     pub link_extra: String,
+    /// Appended to the rules file: `[pools.X]`, `[[routes]]`.
+    pub rules_extra: String,
 }
 
 impl GatewayConfig {
@@ -112,6 +120,7 @@ impl GatewayConfig {
             response_timeout_ms: 5_000,
             extra_config: String::new(),
             link_extra: String::new(),
+            rules_extra: String::new(),
         }
     }
 }
@@ -133,6 +142,7 @@ impl Gateway {
                 cfg.link_extra
             ));
         }
+        rules.push_str(&cfg.rules_extra);
         std::fs::write(dir.join("rules.toml"), rules).expect("write rules");
         let config = format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = 4096\n\n\

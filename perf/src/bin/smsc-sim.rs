@@ -849,6 +849,9 @@ async fn apply(sim: &Sim, command: &str) -> Result<Option<String>, String> {
         _ => Err(format!("{verb} wants on or off")),
     };
     let number = || arg.parse::<u64>().map_err(|_| format!("{verb} wants a number"));
+    if matches!(verb, "drop" | "malformed" | "garbage" | "stats") && !arg.is_empty() {
+        return Err(format!("{verb} takes no argument"));
+    }
     match verb {
         "mute" => faults.mute.store(on_off()?, Relaxed),
         "throttle" => faults.throttle.store(on_off()?, Relaxed),

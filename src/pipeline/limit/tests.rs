@@ -109,3 +109,45 @@ fn destination_caps_without_redis() {
     assert_eq!(r.key.as_ref(), "client:acme:destination");
     assert_eq!(r.retry_after_secs(), 60);
 }
+
+/// Single-node mode far below a high link rate: sequential requests 100 ms apart and bursts
+/// at one instant, spread over two shards whose background refills run every 25 ms, are
+/// never refused by L2 (regression: leases paced into the future refused them).
+#[test]
+fn single_node_high_rate_refuses_nothing_below_the_rate() {
+    for burst in [0, 100, 1_000] {
+        let (node, anchor) = node(2, &spec(100_000.0, burst, ClientLimits::default()));
+        let shards: Vec<Limiter> = (0..2).map(|i| Limiter::new(node.clone(), i, anchor.origin).unwrap()).collect();
+        let (c, t) = (ClientId::new("acme"), LimitTarget::Link(LinkId::new("100")));
+        // Ahead of the real clock, so that `refill_once` keeps the driven time.
+        let t0 = anchor.origin + Duration::from_secs(3_600);
+        let tick = Duration::from_millis(25);
+        let mut next_tick = t0;
+        let mut refill = |now: Instant| {
+            while next_tick <= now {
+                for s in &shards {
+                    futures_lite::future::block_on(s.refill_once(next_tick));
+                }
+                next_tick += tick;
+            }
+        };
+        let mut now = t0;
+        for i in 0..40u32 {
+            refill(now);
+            let r = shards[i as usize % 2].check(&c, &to(), &t, 1, now);
+            assert!(r.is_ok(), "burst {burst}: request {i} refused: {r:?}");
+            now += Duration::from_millis(100);
+        }
+        // Bursts: one request per shard at an instant (L1 allows one each with burst 0), or
+        // 50 at once with a burst of 100 or more; 20 µs apart on the clock otherwise.
+        let per_instant = if burst >= 100 { 50 } else { 2 };
+        for round in 0..2_000u32 {
+            refill(now);
+            for i in 0..per_instant {
+                let r = shards[i as usize % 2].check(&c, &to(), &t, 1, now);
+                assert!(r.is_ok(), "burst {burst}: round {round} request {i} refused: {r:?}");
+            }
+            now += Duration::from_micros(20) * per_instant;
+        }
+    }
+}
