@@ -15,7 +15,7 @@
 # Environment (defaults in brackets):
 #   DURATION [6] WARMUP [1]   seconds measured / warm-up per run
 #   REPS [3]                  runs per scenario
-#   SETTLE [1]                seconds of pause between runs (receipts of the last run drain)
+#   SETTLE [1]                seconds of pause between runs
 #   CONNS [64]                http1 connections; H2_CONNS [4] x H2_STREAMS [16] for h2
 #   GATE_CPUS [all]           CPUs of smsgate's and bare-server's shards, e.g. "0"
 #   LOADGEN_CPUS [any]        taskset CPU list for the load generator, e.g. "1"
@@ -66,6 +66,7 @@ mkdir -p "$OUT"
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
+    [[ -n ${GATE_PID:-} ]] && stop_gate
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -148,15 +149,26 @@ fi
     --dlr-delay-ms "$DLR_DELAY_MS" >"$OUT/smsc-sim.log" 2>&1 &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
-"$BIN/smsgate" --config "$TMP/smsgate.toml" >"$OUT/smsgate.log" 2>&1 &
-GATE_PID=$!
-PIDS+=("$GATE_PID")
+# smsgate starts afresh (empty state store) for every run: runs do not inherit each other's
+# receipts or store size, and a fault in one run does not spoil the next.
+GATE_PID=
+start_gate() {
+    rm -rf "$TMP/state"
+    "$BIN/smsgate" --config "$TMP/smsgate.toml" >>"$OUT/smsgate.log" 2>&1 &
+    GATE_PID=$!
+    wait_for "$GATE" /healthz '"sessions_bound":2'
+}
+stop_gate() {
+    kill -TERM "$GATE_PID" 2>/dev/null || true
+    wait "$GATE_PID" 2>/dev/null || true
+    GATE_PID=
+}
 bare_cpus=()
 [[ -n $GATE_CPUS ]] && bare_cpus=(--cpus "$GATE_CPUS")
 "$BIN/bare-server" --listen "$BARE" "${bare_cpus[@]}" >"$OUT/bare-server.log" 2>&1 &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
-wait_for "$GATE" /healthz '"sessions_bound":2'
+wait_for "$BARE" /healthz ''
 
 loadgen() {
     if [[ -n $LOADGEN_CPUS ]]; then
@@ -184,6 +196,7 @@ cat "$OUT/run.txt"
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 if [[ $SCENARIO == memory ]]; then
+    start_gate
     half=$((MEM_N / 2))
     # A first small batch warms allocator arenas and the store, so the baseline is fair.
     loadgen --mode http1 --target "$GATE" --key "$KEY" --link "$LINK" --requests 2000 >/dev/null
@@ -220,9 +233,13 @@ fi
 
 # === standard ===
 
-run() { # run NAME TARGET_ADDR PID MODE [loadgen options...]
-    local name=$1 addr=$2 pid=$3 mode=$4
-    shift 4
+run() { # run NAME MODE [loadgen options...]; NAME starts with bare- or gate-
+    local name=$1 mode=$2 addr=$BARE pid=$BARE_PID
+    shift 2
+    if [[ $name == gate-* ]]; then
+        start_gate
+        addr=$GATE pid=$GATE_PID
+    fi
     local shape=(--connections "$CONNS")
     [[ $mode == h2 ]] && shape=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
     note_load "$name"
@@ -230,6 +247,7 @@ run() { # run NAME TARGET_ADDR PID MODE [loadgen options...]
         --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
         --label "$name" --out "$OUT/$name" "$@" >/dev/null
     head -2 "$OUT/$name.txt"
+    [[ $name == gate-* ]] && stop_gate
     sleep "$SETTLE"
 }
 
@@ -248,8 +266,8 @@ echo
 echo "== maximum throughput (closed loop), $REPS runs interleaved =="
 for rep in $(seq "$REPS"); do
     for mode in http1 h2; do
-        run "bare-$mode-max-$rep" "$BARE" "$BARE_PID" "$mode"
-        run "gate-$mode-max-$rep" "$GATE" "$GATE_PID" "$mode"
+        run "bare-$mode-max-$rep" "$mode"
+        run "gate-$mode-max-$rep" "$mode"
     done
 done
 
@@ -264,7 +282,7 @@ for rep in $(seq "$REPS"); do
     for pct in 25 50 75; do
         for mode in http1 h2; do
             rate=$((MAX[$mode] * pct / 100))
-            run "gate-$mode-$pct-$rep" "$GATE" "$GATE_PID" "$mode" --rate "$rate"
+            run "gate-$mode-$pct-$rep" "$mode" --rate "$rate"
         done
     done
 done

@@ -2,24 +2,29 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
-use crate::config::{BindConfig, LinkConfig, PoolConfig, Rules};
+use crate::config::{self, SmppConfig};
+use crate::config::{LinkConfig, PoolConfig, Rules};
 use crate::ids::{IdGenerator, LinkId};
 use crate::inbound::InboundHandler;
 use crate::ingress::grpc::GrpcShard;
+use crate::ingress::http::Admin;
 use crate::ingress::http::{self, HttpSettings};
 use crate::notify::stream::ReceiptHub;
 use crate::pipeline::auth::Auth;
 use crate::pipeline::limit::l1::Rate;
 use crate::pipeline::limit::{LimitSpec, LimitTarget, Limiter, LimiterNode};
-use crate::pipeline::route::Router;
+use crate::pipeline::route::{Live, Router};
 use crate::pipeline::submit::{self, Handoff, LocalSessions, Submitter};
 use crate::pipeline::Pipeline;
+use crate::reload;
+use crate::reload::{Plan, Summary};
 use crate::smpp::link::LinkState;
-use crate::smpp::link::{LinkSettings, LinkTable};
-use crate::smpp::session::{BindMode, Inbound, Session, SessionConfig};
+use crate::smpp::link::LinkTable;
+use crate::smpp::session::{Inbound, Session};
 use crate::state::embedded::EmbeddedStore;
 use crate::state::writer::{Writer, WriterConfig};
 use futures_lite::future::FutureExt;
+use shards::MeshSender;
 use shards::Shutdown;
 use shards::{Mesh, ShutdownTrigger};
 use std::cell::RefCell;
@@ -27,6 +32,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -35,7 +41,7 @@ use std::time::Instant;
 ///
 /// Shutdown order: stop accepting; finish in-flight requests; unbind SMPP sessions; flush the
 /// state store.
-pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
+pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) -> Result<(), String> {
     let cfg = &loaded.config;
     shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
@@ -48,38 +54,44 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
     let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
         .map_err(|e| format!("shards.cpus: {e}"))?;
     let nr_shards = cpus.len();
-    let links = Arc::new(link_table(&loaded, nr_shards));
+    let links = Arc::new(reload::link_table(&loaded.rules, &loaded.config.smpp, nr_shards, None));
     let auth = Arc::new(Auth::new(&cfg.clients));
     let mesh: Mesh<Handoff> = Mesh::new(nr_shards, cfg.shards.mesh_capacity());
     let receipt_hub = ReceiptHub::new(nr_shards);
-    let settings = HttpSettings {
-        max_body_bytes: cfg.http.max_body_bytes,
-        header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
-    };
+    let (max_body_bytes, header_read_timeout) =
+        (cfg.http.max_body_bytes, Duration::from_millis(cfg.http.header_read_timeout_ms));
     let listen = cfg.http.listen;
     let rules = Arc::new(loaded.rules.clone());
     let node = cfg.node.id;
-    let settings = Arc::new(settings);
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
     let limits = Arc::new(LimiterNode::new(node, nr_shards, cfg.redis.clone(), &limit_spec(&loaded)));
     let origin = Instant::now();
+    let smpp = Arc::new(cfg.smpp.clone());
+    let admin_key = cfg.admin.api_key.clone();
     let result = shards::run(&cpus, &trigger, move |info, shutdown| {
         let limits = limits.clone();
-        let (links, auth, mesh, state, settings, rules, receipt_hub) = (
-            links.clone(),
-            auth.clone(),
-            mesh.clone(),
-            state.clone(),
-            settings.clone(),
-            rules.clone(),
-            receipt_hub.clone(),
-        );
+        let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
+        let (links, auth, mesh, state, rules, receipt_hub) =
+            (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
             let clock: Rc<dyn Clock> = Rc::new(SystemClock);
             let local: LocalSessions = Rc::new(RefCell::new(HashMap::new()));
-            let handoffs = local.clone();
-            let mesh = match mesh.join(move |_peer, h| submit::on_handoff(&handoffs, h)).await {
+            let live = Live::new(Router::new(links.clone(), &rules));
+            let shard = Rc::new(ShardRules {
+                id: info.id,
+                nr_shards: info.nr_shards,
+                live: live.clone(),
+                rules: RefCell::new(rules.clone()),
+                smpp: smpp.clone(),
+                local: local.clone(),
+                inbound: RefCell::new(None),
+                mesh: RefCell::new(None),
+                limits: limits.clone(),
+                shutdown: shutdown.clone(),
+            });
+            let handoffs = shard.clone();
+            let mesh = match mesh.join(move |_peer, h| handoffs.on_handoff(h)).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(shard = info.id, error = %e, "shard could not join the mesh");
@@ -93,12 +105,13 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
                     return;
                 }
             };
+            *shard.mesh.borrow_mut() = Some(mesh.clone());
             let inbound: Rc<dyn Inbound> =
-                Rc::new(InboundHandler::new(state.clone(), clock.clone(), links.clone(), receipts.clone()));
-            for (link, index, slot) in links.owned_by(info.id) {
-                let session =
-                    Session::start(slot.config.clone(), inbound.clone(), slot.health.clone(), shutdown.clone());
-                local.borrow_mut().insert((link.clone(), index), session);
+                Rc::new(InboundHandler::new(state.clone(), clock.clone(), live.clone(), receipts.clone()));
+            *shard.inbound.borrow_mut() = Some(inbound.clone());
+            shard.start_sessions(&links, None);
+            if info.id == 0 {
+                glommio::spawn_local(watch_hangups(shard.clone(), hangups)).detach();
             }
             crate::observe::metrics::spawn_publisher(
                 info.id,
@@ -116,16 +129,15 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
             };
             limiter.start(shutdown.clone());
             if info.id == 0 {
-                glommio::spawn_local(follow_pool_health(links.clone(), rules.clone(), limits, shutdown.clone()))
-                    .detach();
+                glommio::spawn_local(follow_pool_health(shard.clone())).detach();
             }
             let pipeline = Rc::new(Pipeline::new(
                 IdGenerator::new(node, info.id),
                 clock,
                 auth,
-                Router::new(links.clone(), &rules),
+                live.clone(),
                 limiter,
-                Submitter::new(info.id, links, local.clone(), mesh),
+                Submitter::new(info.id, live.clone(), local.clone(), mesh),
                 state,
             ));
             let listener = match glommio::net::TcpListener::bind(listen) {
@@ -135,9 +147,17 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger) -> Result<(), String> {
                     return;
                 }
             };
+            let reloader = shard.clone();
             let settings = Rc::new(HttpSettings {
-                max_body_bytes: settings.max_body_bytes,
-                header_read_timeout: settings.header_read_timeout,
+                max_body_bytes,
+                header_read_timeout,
+                admin: Admin {
+                    api_key: admin_key,
+                    reload: Box::new(move || {
+                        let shard = reloader.clone();
+                        Box::pin(async move { shard.request_reload().await })
+                    }),
+                },
             });
             let grpc = Rc::new(GrpcShard { pipeline: pipeline.clone(), receipts, shutdown: shutdown.clone() });
             http::serve(listener, pipeline, settings, grpc, shutdown).await;
@@ -184,60 +204,139 @@ fn pool_rate(links: &BTreeMap<String, LinkConfig>, pool: &PoolConfig, up: impl F
 
 /// Every 250 ms: a pool's rate is the sum of its members that are not down, so a link that
 /// goes down counts zero within a second, and counts again when it recovers. When every
-/// member is down the last rate stays (routing refuses with 503 `pool_unavailable`).
-async fn follow_pool_health(links: Arc<LinkTable>, rules: Arc<Rules>, limits: Arc<LimiterNode>, shutdown: Shutdown) {
+/// member is down the last rate stays (routing refuses with 503 `pool_unavailable`). Runs on
+/// shard 0 and follows reloads.
+async fn follow_pool_health(shard: Rc<ShardRules>) {
     let mut last: HashMap<String, (u64, u32)> = HashMap::new();
-    while !shutdown.is_fired() {
+    while !shard.shutdown.is_fired() {
         let now = LinkTable::now_ms();
+        let (links, rules) = (shard.live.links(), shard.rules.borrow().clone());
         for (name, pool) in &rules.pools {
             let up = |l: &str| links.get(&LinkId::new(l)).is_some_and(|e| e.state(now) != LinkState::Down);
             let rate = pool_rate(&rules.links, pool, up);
             let key = (rate.per_second as u64, rate.burst);
-            // With every member down the pool's routing answers 503 anyway; keeping the last
-            // rate avoids a zero rate (and a 429 with an endless Retry-After) in the meantime.
-            if key.0 > 0 && last.get(name).is_some_and(|k| *k != key) || (key.0 > 0 && !last.contains_key(name)) {
-                tracing::info!(pool = %name, rate = rate.per_second, "pool rate follows its members' health");
-                limits.set_rate(&LimitTarget::Pool(Arc::from(name.as_str())), rate);
+            if key.0 > 0 && last.get(name) != Some(&key) {
+                if last.contains_key(name) {
+                    tracing::info!(pool = %name, rate = rate.per_second, "pool rate follows its members' health");
+                }
+                shard.limits.set_rate(&LimitTarget::Pool(Arc::from(name.as_str())), rate);
                 last.insert(name.clone(), key);
             }
         }
-        glommio::timer::sleep(Duration::from_millis(250)).or(shutdown.wait()).await;
+        glommio::timer::sleep(Duration::from_millis(250)).or(shard.shutdown.wait()).await;
     }
 }
 
-fn link_table(loaded: &Loaded, nr_shards: usize) -> LinkTable {
-    let smpp = &loaded.config.smpp;
-    let links = loaded.rules.links.iter().map(|(name, l)| {
-        let link = LinkId::new(name);
-        let modes: &[BindMode] = match l.bind {
-            BindConfig::Transceiver => &[BindMode::Transceiver],
-            BindConfig::TransmitterReceiver => &[BindMode::Transmitter, BindMode::Receiver],
-        };
-        let sessions = (0..l.sessions)
-            .flat_map(|index| modes.iter().map(move |&mode| (index, mode)))
-            .map(|(index, mode)| SessionConfig {
-                link: link.clone(),
-                index,
-                mode,
-                host: l.host.clone(),
-                port: l.port,
-                system_id: l.system_id.clone(),
-                password: l.password.clone(),
-                system_type: l.system_type.clone(),
-                window: l.window,
-                response_timeout: Duration::from_millis(smpp.response_timeout_ms),
-                enquire_link_interval: Duration::from_millis(smpp.enquire_link_interval_ms),
-                reconnect_delay: Duration::from_millis(smpp.reconnect_delay_ms),
-                reconnect_max: Duration::from_millis(smpp.reconnect_max_ms.max(smpp.reconnect_delay_ms)),
-                unbind_timeout: Duration::from_millis(smpp.unbind_timeout_ms),
-                max_rate: l.esme_rate,
-                throttle_pause: Duration::from_millis(l.throttle_pause_ms),
-            })
+/// Shard 0 turns SIGHUPs (counted by the signal thread) into reloads, checking every 200 ms.
+async fn watch_hangups(shard: Rc<ShardRules>, hangups: Arc<AtomicU64>) {
+    let mut seen = hangups.load(Ordering::SeqCst);
+    while !shard.shutdown.is_fired() {
+        glommio::timer::sleep(Duration::from_millis(200)).or(shard.shutdown.wait()).await;
+        let now = hangups.load(Ordering::SeqCst);
+        if now != seen {
+            seen = now;
+            if let Err(e) = shard.reload().await {
+                tracing::error!(error = %e, "reload refused; the running rules stay");
+            }
+        }
+    }
+}
+
+/// One shard's view of the rules in force, its sessions, and the reload machinery.
+struct ShardRules {
+    id: usize,
+    nr_shards: usize,
+    live: Rc<Live>,
+    rules: RefCell<Arc<Rules>>,
+    smpp: Arc<SmppConfig>,
+    local: LocalSessions,
+    /// Set once the shard has joined the receipt hub (sessions need it to start).
+    inbound: RefCell<Option<Rc<dyn Inbound>>>,
+    /// Set once the shard has joined the mesh.
+    mesh: RefCell<Option<MeshSender<Handoff>>>,
+    limits: Arc<LimiterNode>,
+    shutdown: Shutdown,
+}
+
+impl ShardRules {
+    fn on_handoff(self: &Rc<Self>, h: Handoff) {
+        match h {
+            Handoff::Submit { link, index, parts, reply } => submit::on_submit(&self.local, link, index, parts, reply),
+            Handoff::Reload(plan) => self.apply(&plan),
+            Handoff::ReloadRequest { reply } => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let _requester_may_be_gone = reply.send(shard.reload().await);
+                })
+                .detach();
+            }
+        }
+    }
+
+    /// Starts this shard's sessions of `links` that are not already running in `old`.
+    fn start_sessions(&self, links: &LinkTable, old: Option<&LinkTable>) {
+        let Some(inbound) = self.inbound.borrow().clone() else { return };
+        for (link, index, slot) in links.owned_by(self.id) {
+            if old.is_some_and(|o| links.same_session(o, link, index)) {
+                continue;
+            }
+            let session =
+                Session::start(slot.config.clone(), inbound.clone(), slot.health.clone(), self.shutdown.clone());
+            self.local.borrow_mut().insert((link.clone(), index), session);
+        }
+    }
+
+    /// Applies a plan on this shard: stop sessions that go, start those that come, swap the
+    /// router. Sessions that stay are not touched, so their traffic goes on.
+    fn apply(&self, plan: &Plan) {
+        let old = self.live.links();
+        let going: Vec<(LinkId, usize)> = old
+            .owned_by(self.id)
+            .filter(|(link, i, _)| !plan.links.same_session(&old, link, *i))
+            .map(|(link, i, _)| (link.clone(), i))
             .collect();
-        let settings = LinkSettings { long_messages: l.long_messages, receipt_id_format: l.receipt_id_format };
-        (link.clone(), settings, sessions)
-    });
-    LinkTable::new(links, nr_shards)
+        for key in going {
+            if let Some(session) = self.local.borrow_mut().remove(&key) {
+                session.stop();
+            }
+        }
+        self.start_sessions(&plan.links, Some(&old));
+        self.live.swap(Router::new(plan.links.clone(), &plan.rules));
+        *self.rules.borrow_mut() = plan.rules.clone();
+    }
+
+    /// From any shard: asks shard 0 to reload and waits for its answer.
+    async fn request_reload(self: &Rc<Self>) -> Result<Summary, String> {
+        if self.id == 0 {
+            return self.reload().await;
+        }
+        let (reply, answer) = futures_channel::oneshot::channel();
+        let mesh = self.mesh.borrow().clone().ok_or("the shard mesh is not ready")?;
+        mesh.try_send(0, Handoff::ReloadRequest { reply }).map_err(|_| "shard 0 is busy; retry".to_owned())?;
+        answer.await.map_err(|_| "shard 0 is shutting down".to_owned())?
+    }
+
+    /// Shard 0: read and validate the rules file, plan, apply here, send to every shard.
+    async fn reload(&self) -> Result<Summary, String> {
+        let new_rules = config::load_rules(&self.smpp.rules_file).map_err(|e| e.to_string())?;
+        let plan =
+            Arc::new(reload::plan(&self.live.links(), &self.rules.borrow(), new_rules, &self.smpp, self.nr_shards));
+        self.apply(&plan);
+        if let Some(mesh) = self.mesh.borrow().clone() {
+            for shard in (0..self.nr_shards).filter(|&s| s != self.id) {
+                mesh.send(shard, Handoff::Reload(plan.clone())).await.map_err(|_| format!("shard {shard} is gone"))?;
+            }
+        }
+        for (name, l) in &plan.rules.links {
+            let target = LimitTarget::Link(LinkId::new(name));
+            if !self.limits.set_rate(&target, Rate::new(f64::from(l.esme_rate), l.esme_rate_burst)) {
+                tracing::warn!(link = %name, "link added by reload: its esme_rate is enforced by the session pacer until the next restart");
+            }
+        }
+        let s = &plan.summary;
+        tracing::info!(added = ?s.added, removed = ?s.removed, rebound = ?s.rebound, retuned = ?s.retuned, "rules reloaded");
+        Ok(plan.summary.clone())
+    }
 }
 
 /// One process per state directory: a second smsgate on the same data would corrupt nothing

@@ -50,6 +50,8 @@ pub struct Config {
     /// Redis for the distributed (L2) limits; without `redis.url` every limit is node-local.
     #[serde(default)]
     pub redis: RedisConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// API clients. At least one is required.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -169,6 +171,14 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token of the admin API (`POST /api/v1/admin/reload`); ≥16 printable ASCII
+    /// characters, different from every client key. Absent (default): the admin API is off.
+    pub api_key: Option<String>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
@@ -237,7 +247,7 @@ pub struct RouteConfig {
     pub pool: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
     /// SMSC host name or address.
@@ -409,6 +419,15 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     }
     if let Some((key, reason)) = c.redis.invalid() {
         return Err(invalid(f, format!("redis.{key}"), reason));
+    }
+    if let Some(k) = &c.admin.api_key {
+        if k.len() < 16 || k.chars().any(|ch| !ch.is_ascii_graphic()) || c.clients.iter().any(|cl| &cl.api_key == k) {
+            return Err(invalid(
+                f,
+                "admin.api_key",
+                "must be at least 16 printable ASCII characters, unlike any client key",
+            ));
+        }
     }
     if c.clients.is_empty() {
         return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));

@@ -8,7 +8,7 @@
 use crate::clock::Clock;
 use crate::ids::{LinkId, SmscMessageId};
 use crate::notify::stream::ShardReceipts;
-use crate::smpp::link::LinkTable;
+use crate::pipeline::route::Live;
 use crate::smpp::pdu::{tag, CommandStatus, Sm};
 use crate::smpp::receipt::{self, FinalState};
 use crate::smpp::session::Inbound;
@@ -18,7 +18,6 @@ use crate::state::writer::StateHandle;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// esm_class bits 2-5 (SMPP 3.4 5.2.12): 0x04 marks an SMSC delivery receipt.
 const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
@@ -28,13 +27,13 @@ pub struct InboundHandler {
     state: StateHandle,
     clock: Rc<dyn Clock>,
     /// For each link's `receipt_id_format`.
-    links: Arc<LinkTable>,
+    links: Rc<Live>,
     /// Applied receipts go to the client's live watchers (gRPC WatchReceipts); never waits.
     receipts: ShardReceipts,
 }
 
 impl InboundHandler {
-    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Arc<LinkTable>, receipts: ShardReceipts) -> Self {
+    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Rc<Live>, receipts: ShardReceipts) -> Self {
         InboundHandler { state, clock, links, receipts }
     }
 }
@@ -47,7 +46,7 @@ impl Inbound for InboundHandler {
             }
             return Box::pin(async { CommandStatus::RX_T_APPN });
         }
-        let id_format = self.links.get(link).map(|e| e.settings.receipt_id_format).unwrap_or_default();
+        let id_format = self.links.links().get(link).map(|e| e.settings.receipt_id_format).unwrap_or_default();
         let r = match to_receipt(link, &sm, self.clock.now_ms()) {
             Parsed::Final(mut r) => {
                 r.smsc_message_id =

@@ -20,5 +20,6 @@ pub mod ingress;
 pub mod notify;
 pub mod observe;
 pub mod pipeline;
+pub mod reload;
 pub mod smpp;
 pub mod state;

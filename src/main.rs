@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,11 +46,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let trigger = shards::ShutdownTrigger::new();
-    if let Err(e) = shards::shutdown::on_signals(trigger.clone()) {
+    let hangups = Arc::new(AtomicU64::new(0));
+    let on_hangup = {
+        let hangups = hangups.clone();
+        move || {
+            hangups.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    if let Err(e) = shards::shutdown::on_signals(trigger.clone(), on_hangup) {
         tracing::error!(error = %e, "cannot install signal handlers");
         return ExitCode::FAILURE;
     }
-    match smsgate::app::run(loaded, trigger) {
+    match smsgate::app::run(loaded, trigger, hangups) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "smsgate failed");

@@ -26,7 +26,7 @@ use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
 use limit::{LimitRejection, LimitTarget, Limiter};
 use parse::{ParseError, SubmitRequest};
-use route::{Dest, RouteError, Router};
+use route::{Dest, Live, RouteError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -101,7 +101,8 @@ pub struct Pipeline {
     concat_ref: Cell<u16>,
     clock: Rc<dyn Clock>,
     auth: Arc<Auth>,
-    router: Router,
+    /// The router in force; a reload swaps it.
+    live: Rc<Live>,
     limiter: Rc<Limiter>,
     submitter: Submitter,
     state: StateHandle,
@@ -112,16 +113,16 @@ impl Pipeline {
         ids: IdGenerator,
         clock: Rc<dyn Clock>,
         auth: Arc<Auth>,
-        router: Router,
+        live: Rc<Live>,
         limiter: Rc<Limiter>,
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, router, limiter, submitter, state }
+        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, live, limiter, submitter, state }
     }
 
-    pub fn links(&self) -> &LinkTable {
-        self.router.links()
+    pub fn links(&self) -> Arc<LinkTable> {
+        self.live.links()
     }
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
@@ -144,7 +145,8 @@ impl Pipeline {
     }
 
     async fn stages(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
-        let resolved = self.router.resolve(&req.target, &req.to, &req.from.addr, &client)?;
+        let router = self.live.router();
+        let resolved = router.resolve(&req.target, &req.to, &req.from.addr, &client)?;
         let target = match &resolved.dest {
             Dest::Link(l) => LimitTarget::Link(l.clone()),
             Dest::Pool(p) => LimitTarget::Pool(Arc::from(p.as_str())),
@@ -153,9 +155,9 @@ impl Pipeline {
         let segments = concat::min_segments(&req.text) as u32;
         self.limiter.check(&client, &req.to, &target, segments, now).map_err(Rejection::Limited)?;
         self.limiter.check_destination(&client, &req.to, now).await.map_err(Rejection::Limited)?;
-        let routed = self.router.select(resolved)?;
+        let routed = router.select(resolved)?;
         let link = routed.link;
-        let settings = self.router.links().get(&link).map(|e| e.settings).unwrap_or_default();
+        let settings = router.links().get(&link).map(|e| e.settings).unwrap_or_default();
         let accepted_at = self.clock.now_ms();
         let id = self.ids.borrow_mut().next(accepted_at);
         let reference = self.concat_ref.get();

@@ -44,7 +44,7 @@ fn python() -> &'static Python {
                 .is_ok_and(|s| s.success());
             assert!(ok && ready(&bin), "installing grpcio, grpcio-tools, h2 failed");
         }
-        let stubs = tmp.join(format!("grpc-stubs-{}", std::process::id()));
+        let stubs = tmp.join("grpc-stubs");
         std::fs::create_dir_all(&stubs).expect("stubs dir");
         let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
         let out = Command::new(&bin)

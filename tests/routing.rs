@@ -93,7 +93,8 @@ fn a_pool_fails_over_when_a_member_goes_down_and_back() {
     wait_until(10, "link b down", || link_state(&a, &gw, "b") == "down");
     drop(_sa);
     wait_until(10, "link a down", || link_state(&a, &gw, "a") == "down");
-    let (code, v) = submit(&a, &gw, API_KEY, &json!({"to": "+4915100000009", "from": "ACME", "text": "x", "pool": "eu"}));
+    let (code, v) =
+        submit(&a, &gw, API_KEY, &json!({"to": "+4915100000009", "from": "ACME", "text": "x", "pool": "eu"}));
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["error"]["code"], "pool_unavailable");
 }

@@ -65,6 +65,15 @@ impl<T: Send + 'static> MeshSender<T> {
         self.me
     }
 
+    /// Sends to `shard`, waiting while its queue is full: for rare control messages (a reload)
+    /// that must arrive, never for requests. Gives the item back if the peer is gone.
+    pub async fn send(&self, shard: usize, item: T) -> Result<(), T> {
+        if shard == self.me || shard >= self.senders.nr_consumers() {
+            return Err(item);
+        }
+        self.senders.send_to(shard, item).await.map_err(give_back)
+    }
+
     /// Sends to `shard` without waiting. Gives the item back when that peer's queue is full or
     /// closed, or when `shard` is this shard (local work never goes through the mesh).
     pub fn try_send(&self, shard: usize, item: T) -> Result<(), T> {

@@ -130,13 +130,21 @@ impl Shutdown {
     }
 }
 
-/// Fires `trigger` on the first SIGINT or SIGTERM, from a dedicated thread named "signals".
-pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+/// Fires `trigger` on the first SIGINT or SIGTERM and calls `on_hangup` on every SIGHUP, from
+/// a dedicated thread named "signals".
+pub fn on_signals(trigger: ShutdownTrigger, on_hangup: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                tracing::info!("SIGHUP: reload requested");
+                on_hangup();
+                continue;
+            }
             tracing::info!(signal = sig, "shutdown requested");
             trigger.fire();
+            break;
         }
     })?;
     Ok(())

@@ -13,6 +13,7 @@ use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
 use crate::observe::dashboard;
 use crate::pipeline::Pipeline;
+use crate::reload::Summary;
 use crate::smpp::link::LinkTable;
 use bytes::Bytes;
 use futures_lite::future::FutureExt;
@@ -24,12 +25,23 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::server::conn::auto;
 use shards::Shutdown;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
+    pub admin: Admin,
+}
+
+/// The admin API: `POST /api/v1/admin/reload` with `Authorization: Bearer <admin.api_key>`.
+pub struct Admin {
+    /// None: the admin API is off (403 `admin_disabled`).
+    pub api_key: Option<String>,
+    /// Reloads smpp_rules.toml on every shard; the summary, or why the file was refused.
+    pub reload: Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Summary, String>>>>>,
 }
 
 /// Accepts connections until shutdown, then lets every open connection finish its in-flight
@@ -108,7 +120,7 @@ pub async fn serve(
 
 async fn route(
     req: Request<Incoming>,
-    pipeline: &Pipeline,
+    pipeline: &Rc<Pipeline>,
     settings: &HttpSettings,
     grpc: &Rc<GrpcShard>,
 ) -> Response<ResponseBody> {
@@ -127,16 +139,33 @@ async fn route(
             };
             found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
         }
+        (&Method::POST, ["api", "v1", "admin", "reload"]) => admin_reload(&req, &settings.admin).await,
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
         (&Method::GET, ["api", "v1", "dashboard", "stats"]) => Ok(dashboard::stats_response()),
-        (&Method::GET, ["api", "v1", "dashboard", "smpp-links"]) => Ok(dashboard::links_response(pipeline.links())),
-        (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(pipeline.links())),
+        (&Method::GET, ["api", "v1", "dashboard", "smpp-links"]) => Ok(dashboard::links_response(&pipeline.links())),
+        (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(&pipeline.links())),
         (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
             Err(HttpError::MethodNotAllowed.into())
         }
         _ => Err(HttpError::NotFound.into()),
     };
     result.unwrap_or_else(error_response).map(Either::Left)
+}
+
+/// `POST /api/v1/admin/reload`: 200 with what changed, or 400 `invalid_rules` naming file, key
+/// and reason (the running rules stay).
+async fn admin_reload(req: &Request<Incoming>, admin: &Admin) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    let Some(key) = &admin.api_key else {
+        return Err(HttpError::AdminDisabled.into());
+    };
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.map(str::trim) != Some(key.as_str()) {
+        return Err(HttpError::AdminUnauthorized.into());
+    }
+    match (admin.reload)().await {
+        Ok(summary) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "reloaded", "links": summary}))),
+        Err(reason) => Err(HttpError::InvalidRules(reason).into()),
+    }
 }
 
 /// `{"status":"ok","links":{"100":{"sessions":2,"sessions_bound":2}}}`: the process is up; each
@@ -158,7 +187,7 @@ fn health(pipeline: &Pipeline) -> serde_json::Value {
 
 async fn submit(
     req: Request<Incoming>,
-    pipeline: &Pipeline,
+    pipeline: &Rc<Pipeline>,
     settings: &HttpSettings,
 ) -> Result<Response<Full<Bytes>>, ErrorReply> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
@@ -177,9 +206,14 @@ async fn submit(
         }
     })?;
     let body = body.to_bytes();
-    let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-    match pipeline.submit_json(auth, &body).await {
-        Ok(submitted) => Ok(json_response(StatusCode::OK, &submitted)),
-        Err(r) => Err(r.into()),
+    let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    // A detached task: if the client goes away mid-request, hyper drops this future, but a
+    // message that reached the SMSC must still get its record.
+    let pipeline = pipeline.clone();
+    let task = glommio::spawn_local(async move { pipeline.submit_json(auth.as_deref(), &body).await }).detach();
+    match task.await {
+        Some(Ok(submitted)) => Ok(json_response(StatusCode::OK, &submitted)),
+        Some(Err(r)) => Err(r.into()),
+        None => Err(HttpError::BodyRead.into()),
     }
 }

@@ -19,9 +19,16 @@ use serde::Serialize;
 pub enum HttpError {
     NotFound,
     MethodNotAllowed,
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     UnsupportedMediaType,
     BodyRead,
+    /// The admin API is off (no `admin.api_key`).
+    AdminDisabled,
+    AdminUnauthorized,
+    /// A reload refused the rules file: file, key and reason.
+    InvalidRules(String),
 }
 
 /// An error answer, ready to send.
@@ -92,6 +99,17 @@ impl From<HttpError> for ErrorReply {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Content-Type must be application/json",
+            ),
+            HttpError::AdminDisabled => {
+                ErrorReply::new(StatusCode::FORBIDDEN, "admin_disabled", "the admin API is off: set admin.api_key")
+            }
+            HttpError::AdminUnauthorized => {
+                ErrorReply::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin API: invalid or missing admin key")
+            }
+            HttpError::InvalidRules(reason) => ErrorReply::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_rules",
+                format!("the rules file was refused; the running rules stay: {reason}"),
             ),
             HttpError::BodyRead => {
                 ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read")
@@ -214,7 +232,10 @@ fn not_submitted(f: SubmitFailure) -> ErrorReply {
         }
         SubmitFailure::Smpp(SubmitError::Paced(d)) => unavailable(
             "paced",
-            format!("the link's sessions are slowed down after SMSC throttling; no send slot within {} ms", d.as_millis()),
+            format!(
+                "the link's sessions are slowed down after SMSC throttling; no send slot within {} ms",
+                d.as_millis()
+            ),
         ),
         SubmitFailure::Smpp(e) => unavailable("no_session", e.to_string()),
     }

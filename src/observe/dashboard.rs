@@ -116,6 +116,9 @@ pub fn stats(m: &Merged) -> Value {
     })
 }
 
+/// A per-link series: name, type, help, value.
+type Series = (&'static str, &'static str, &'static str, fn(&LinkView) -> f64);
+
 /// One link's numbers, shared by the JSON and the Prometheus output.
 struct LinkView {
     state: LinkState,
@@ -295,7 +298,7 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
             );
         }
     }
-    let gauges: [(&str, &str, &str, fn(&LinkView) -> f64); 6] = [
+    let gauges: [Series; 6] = [
         ("smsgate_link_sessions", "gauge", "Sessions configured (binds).", |v| v.sessions as f64),
         ("smsgate_link_sessions_bound", "gauge", "Sessions bound now.", |v| v.bound as f64),
         ("smsgate_link_configured_rate", "gauge", "The link's esme_rate, messages per second.", |v| {

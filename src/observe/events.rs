@@ -144,9 +144,12 @@ pub fn session_error(link: &LinkId, kind: &'static str) -> Option<u64> {
 /// (throttling, a full store, MO traffic) is one line per 10 s, not one per message.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// (scope, kind, last line logged, lines suppressed since).
+type GateEntry = (Box<str>, &'static str, Instant, u64);
+
 thread_local! {
     /// (scope, kind) → (last line logged, lines suppressed since). A handful of entries.
-    static LOG_GATE: RefCell<Vec<(Box<str>, &'static str, Instant, u64)>> = const { RefCell::new(Vec::new()) };
+    static LOG_GATE: RefCell<Vec<GateEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether a line about `kind` in `scope` (a link name, or "" for the node) may be logged now:

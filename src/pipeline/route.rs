@@ -14,6 +14,7 @@ use pool::SmoothWrr;
 use prefix::{PrefixRoutes, RouteTarget};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +39,30 @@ struct Pool {
     members: Vec<LinkId>,
     /// Shard-local selection state: each shard runs its own round robin.
     wrr: RefCell<SmoothWrr>,
+}
+
+/// The rules in force on one shard. A reload swaps the router (and with it the link table);
+/// a request takes the router once at its start and keeps it to the end.
+pub struct Live {
+    router: RefCell<Rc<Router>>,
+}
+
+impl Live {
+    pub fn new(router: Router) -> Rc<Live> {
+        Rc::new(Live { router: RefCell::new(Rc::new(router)) })
+    }
+
+    pub fn router(&self) -> Rc<Router> {
+        self.router.borrow().clone()
+    }
+
+    pub fn links(&self) -> Arc<LinkTable> {
+        self.router.borrow().links.clone()
+    }
+
+    pub fn swap(&self, router: Router) {
+        *self.router.borrow_mut() = Rc::new(router);
+    }
 }
 
 /// One shard's router, built from the rules in force.

@@ -2,9 +2,10 @@
 //! used directly; otherwise the submit is handed to the owning shard over the mesh.
 
 use super::parse::SubmitRequest;
+use super::route::Live;
 use crate::ids::LinkId;
+use crate::reload::{Plan, Summary};
 use crate::smpp::concat::{self, LongMessages};
-use crate::smpp::link::LinkTable;
 use crate::smpp::pdu::{tag, Sm, Tlv};
 use crate::smpp::session::{Session, SubmitError, SubmitResult};
 use futures_channel::oneshot;
@@ -16,6 +17,10 @@ use std::sync::Arc;
 
 /// Work one shard hands to another over the mesh.
 pub enum Handoff {
+    /// A reload's plan, built by shard 0, for every other shard to apply.
+    Reload(Arc<Plan>),
+    /// Asks shard 0 (which serialises reloads) to reload the rules and answer.
+    ReloadRequest { reply: oneshot::Sender<Result<Summary, String>> },
     Submit {
         link: LinkId,
         index: usize,
@@ -40,7 +45,7 @@ pub type LocalSessions = Rc<RefCell<HashMap<(LinkId, usize), Session>>>;
 
 pub struct Submitter {
     me: usize,
-    links: Arc<LinkTable>,
+    live: Rc<Live>,
     local: LocalSessions,
     mesh: MeshSender<Handoff>,
     /// Rotates the first slot tried, so a link's sessions share the load.
@@ -48,8 +53,8 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    pub fn new(me: usize, links: Arc<LinkTable>, local: LocalSessions, mesh: MeshSender<Handoff>) -> Self {
-        Submitter { me, links, local, mesh, next: Cell::new(0) }
+    pub fn new(me: usize, live: Rc<Live>, local: LocalSessions, mesh: MeshSender<Handoff>) -> Self {
+        Submitter { me, live, local, mesh, next: Cell::new(0) }
     }
 
     /// Submits every part of one message over one session of `link`: one result per part, or
@@ -59,7 +64,8 @@ impl Submitter {
         link: &LinkId,
         parts: Vec<Sm>,
     ) -> Result<Vec<Result<SubmitResult, SubmitError>>, SubmitFailure> {
-        let slots = self.links.slots(link).ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
+        let links = self.live.links();
+        let slots = links.slots(link).ok_or_else(|| SubmitFailure::NoSession(link.clone()))?;
         let start = self.next.get();
         self.next.set(start.wrapping_add(1));
         let order = (0..slots.len()).map(|k| (start + k) % slots.len());
@@ -84,21 +90,23 @@ impl Submitter {
     }
 }
 
-/// Runs a hand-off that arrived from another shard on this shard's session.
-pub fn on_handoff(local: &LocalSessions, handoff: Handoff) {
-    match handoff {
-        Handoff::Submit { link, index, parts, reply } => {
-            let session = local.borrow().get(&(link, index)).cloned();
-            glommio::spawn_local(async move {
-                let result = match session {
-                    Some(s) => s.submit_all(parts).await,
-                    None => parts.iter().map(|_| Err(SubmitError::NotBound)).collect(),
-                };
-                let _requester_may_be_gone = reply.send(result);
-            })
-            .detach();
-        }
-    }
+/// Runs a submit handed over by another shard on this shard's session.
+pub fn on_submit(
+    local: &LocalSessions,
+    link: LinkId,
+    index: usize,
+    parts: Vec<Sm>,
+    reply: oneshot::Sender<Vec<Result<SubmitResult, SubmitError>>>,
+) {
+    let session = local.borrow().get(&(link, index)).cloned();
+    glommio::spawn_local(async move {
+        let result = match session {
+            Some(s) => s.submit_all(parts).await,
+            None => parts.iter().map(|_| Err(SubmitError::NotBound)).collect(),
+        };
+        let _requester_may_be_gone = reply.send(result);
+    })
+    .detach();
 }
 
 /// The submit_sm PDUs for a validated request, one per part; a receipt is always requested.

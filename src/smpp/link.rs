@@ -165,23 +165,43 @@ pub fn owner_shard(link: &LinkId, index: usize, nr_shards: usize) -> usize {
 
 impl LinkTable {
     /// `links`: each link's settings and session configs. A transmitter/receiver pair shares
-    /// its index and so its shard.
-    pub fn new(links: impl IntoIterator<Item = (LinkId, LinkSettings, Vec<SessionConfig>)>, nr_shards: usize) -> Self {
+    /// its index and so its shard. With `reuse` (the table a reload replaces), a slot whose
+    /// session binds the same way as the old slot at the same position keeps the old health,
+    /// which is how the running session stays attached to it.
+    pub fn new(
+        links: impl IntoIterator<Item = (LinkId, LinkSettings, Vec<SessionConfig>)>,
+        nr_shards: usize,
+        reuse: Option<&LinkTable>,
+    ) -> Self {
         let links = links
             .into_iter()
             .map(|(link, settings, configs)| {
+                let old = reuse.and_then(|t| t.links.get(&link));
                 let slots = configs
                     .into_iter()
-                    .map(|config| SessionSlot {
-                        shard: owner_shard(&link, config.index, nr_shards),
-                        config,
-                        health: Arc::new(SessionHealth::default()),
+                    .enumerate()
+                    .map(|(i, config)| {
+                        let kept = old
+                            .and_then(|e| e.slots.get(i))
+                            .filter(|s| s.config.same_bind(&config))
+                            .map(|s| s.health.clone());
+                        SessionSlot {
+                            shard: owner_shard(&link, config.index, nr_shards),
+                            config,
+                            health: kept.unwrap_or_default(),
+                        }
                     })
                     .collect();
                 (link, LinkEntry { settings, slots })
             })
             .collect();
         LinkTable { links }
+    }
+
+    /// Whether slot `i` of `link` here is the same running session as in `other`.
+    pub fn same_session(&self, other: &LinkTable, link: &LinkId, i: usize) -> bool {
+        let slot = |t: &LinkTable| t.links.get(link).and_then(|e| e.slots.get(i)).map(|s| s.health.clone());
+        matches!((slot(self), slot(other)), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b))
     }
 
     pub fn get(&self, link: &LinkId) -> Option<&LinkEntry> {

@@ -54,6 +54,22 @@ pub struct SessionConfig {
     pub throttle_pause: Duration,
 }
 
+impl SessionConfig {
+    /// Same SMSC, same credentials, same bind: a reload may keep a session bound when this
+    /// holds (rates and pacing may differ).
+    pub fn same_bind(&self, other: &SessionConfig) -> bool {
+        self.link == other.link
+            && self.index == other.index
+            && self.mode == other.mode
+            && self.host == other.host
+            && self.port == other.port
+            && self.system_id == other.system_id
+            && self.password == other.password
+            && self.system_type == other.system_type
+            && self.window == other.window
+    }
+}
+
 /// How a session binds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BindMode {
@@ -174,6 +190,8 @@ struct Inner {
     closing: Cell<bool>,
     /// Fired when the session's task has ended (unbound, or never bound) after shutdown.
     stopped: Shutdown,
+    /// Fired by process shutdown or by [`Session::stop`] (link removed by a reload).
+    stop: Shutdown,
     /// xorshift state for reconnect jitter; seeded per session so sessions drift apart.
     jitter: Cell<u64>,
 }
@@ -221,16 +239,29 @@ impl Session {
                 pacer: RefCell::new(pacer),
                 closing: Cell::new(false),
                 stopped: Shutdown::manual(),
+                stop: Shutdown::manual(),
                 jitter: Cell::new(seed | 1),
             }),
         };
+        let on_shutdown = s.clone();
+        glommio::spawn_local(async move {
+            shutdown.wait().or(on_shutdown.inner.stopped.wait()).await;
+            on_shutdown.inner.stop.fire_local();
+        })
+        .detach();
         let task = s.clone();
         glommio::spawn_local(async move {
-            task.run(shutdown).await;
+            let stop = task.inner.stop.clone();
+            task.run(stop).await;
             task.inner.stopped.fire_local();
         })
         .detach();
         s
+    }
+
+    /// Drains and unbinds the session for good (its link was removed or changed by a reload).
+    pub fn stop(&self) {
+        self.inner.stop.fire_local();
     }
 
     /// Resolves once the session has stopped for good (after shutdown and unbind).
