@@ -5,6 +5,7 @@
 //!   `observe::events::finished` without building a `Submitted`.
 //! - `smsc_answer`: one submit_sm_resp (command_status tally, per-link bucket, histogram).
 //! - `rejection`: one refusal with its (layer, reason) label.
+//! - `instant_now`: the clock read each of the above includes (the real paths read it too).
 //! - `collect`: a reader merging one shard (what a scrape pays per shard).
 //!
 //! Run: `cargo bench --bench metrics`.
@@ -36,6 +37,8 @@ fn record(c: &mut Criterion) {
     c.bench_function("rejection", |b| {
         b.iter(|| metrics::with(|m| m.answer(Outcome::Rejected, Some(black_box(label.clone())), None, Instant::now())))
     });
+    // The clock read every recording path above includes, for scale.
+    c.bench_function("instant_now", |b| b.iter(Instant::now));
     c.bench_function("collect", |b| b.iter(|| black_box(metrics::collect().totals.outcomes)));
 }
 

@@ -53,8 +53,11 @@ fn rules() -> Rules {
 
 fn route(c: &mut Criterion) {
     let rules = rules();
-    let links =
-        Arc::new(LinkTable::new(rules.links.keys().map(|l| (LinkId::new(l), LinkSettings::default(), Vec::new())), 2));
+    let links = Arc::new(LinkTable::new(
+        rules.links.keys().map(|l| (LinkId::new(l), LinkSettings::default(), Vec::new())),
+        2,
+        None,
+    ));
     let router = Router::new(links, &rules);
     let to = Msisdn::parse_e164("+4915112345678").expect("valid number");
     let client = ClientId::new("demo");

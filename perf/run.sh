@@ -309,7 +309,7 @@ done
 {
     echo
     echo "Medians of $REPS runs (each column on its own). Latency in ms of 2xx answers; CPU in µs per answer."
-    printf '| %-22s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' \
+    printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' \
         scenario "req/s" p50 p90 p99 p99.9 max "srv CPU" non-2xx errors
     echo "|---|---|---|---|---|---|---|---|---|---|"
     for mode in http1 h2; do
@@ -319,7 +319,7 @@ done
             label="$mode ${server/gate/smsgate} max"
             [[ $server == bare ]] && label="$mode bare-server max"
             [[ $level != max ]] && label="$mode smsgate $level% ($(field "${files[0]}" rate)/s)"
-            printf '| %-22s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' "$label" \
+            printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' "$label" \
                 "$(median rps "${files[@]}")" "$(median p50 "${files[@]}")" \
                 "$(median p90 "${files[@]}")" "$(median p99 "${files[@]}")" \
                 "$(median p999 "${files[@]}")" "$(median max "${files[@]}")" \

@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
 # Runs every check and test of smsgate: formatting, clippy, unit, integration and end-to-end
-# tests (smsgate and smsc-sim as real processes on free loopback ports).
+# tests (smsgate, smsc-sim, redis-server, a node-smpp SMSC and Python gRPC / Prometheus
+# clients as real processes on free loopback ports).
 # Usage: scripts/test.sh            (from the repository root or anywhere inside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 need_rust
+
+echo "== test dependencies"
+# redis-server for the L2 limiter tests (they start their own on a free port); Python venv for
+# the gRPC and Prometheus-parser clients; node + npm for the node-smpp interoperability SMSC.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+mkdir -p target/tmp
+# The same venvs the tests look for (they create them themselves when run alone).
+if ! target/tmp/grpc-venv/bin/python -c 'import grpc, grpc_tools, h2' 2>/dev/null; then
+    python3 -m venv target/tmp/grpc-venv
+    target/tmp/grpc-venv/bin/pip install -q grpcio grpcio-tools h2
+fi
+if ! target/tmp/prometheus-venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
+    python3 -m venv target/tmp/prometheus-venv
+    target/tmp/prometheus-venv/bin/pip install -q prometheus_client
+fi
+[ -d tests/interop/node_modules ] || npm ci --prefix tests/interop --no-audit --no-fund
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -322,7 +322,8 @@ impl ShardRules {
         let plan =
             Arc::new(reload::plan(&self.live.links(), &self.rules.borrow(), new_rules, &self.smpp, self.nr_shards));
         self.apply(&plan);
-        if let Some(mesh) = self.mesh.borrow().clone() {
+        let mesh = self.mesh.borrow().clone();
+        if let Some(mesh) = mesh {
             for shard in (0..self.nr_shards).filter(|&s| s != self.id) {
                 mesh.send(shard, Handoff::Reload(plan.clone())).await.map_err(|_| format!("shard {shard} is gone"))?;
             }

@@ -134,7 +134,7 @@ fn refused_binds_take_the_link_down_until_they_succeed() {
     sim.control("refuse-binds off");
     wait_until(20, "link 100 rebinds after refusals", || link_state(&a, &gw, "100") != "down");
     assert_eq!(send(&a, &gw, 2).0, 200);
-    assert!(gw.log().contains("bind refused"), "the refusal is logged with its status");
+    assert!(gw.log().contains("bind refused: ESME_RBINDFAIL"), "the refusal is logged with its status: {}", gw.log());
     assert!(gw.terminate().success());
 }
 

@@ -36,12 +36,15 @@ pub struct HttpSettings {
     pub admin: Admin,
 }
 
+/// What a reload answers: what changed, or why the rules file was refused.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<Summary, String>>>>;
+
 /// The admin API: `POST /api/v1/admin/reload` with `Authorization: Bearer <admin.api_key>`.
 pub struct Admin {
     /// None: the admin API is off (403 `admin_disabled`).
     pub api_key: Option<String>,
     /// Reloads smpp_rules.toml on every shard; the summary, or why the file was refused.
-    pub reload: Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Summary, String>>>>>,
+    pub reload: Box<dyn Fn() -> ReloadFuture>,
 }
 
 /// Accepts connections until shutdown, then lets every open connection finish its in-flight

@@ -124,9 +124,15 @@ impl<K> Default for Tally<K> {
 
 impl<K: PartialEq + Clone> Tally<K> {
     pub fn add(&mut self, key: &K, n: u64) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
+        self.add_where(|k| k == key, || key.clone(), n);
+    }
+
+    /// Adds to the key `is` matches, or to a new key made by `make`: a compound key (link,
+    /// status) is only built, and its `Arc` only cloned, the first time.
+    pub fn add_where(&mut self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K, n: u64) {
+        match self.0.iter_mut().find(|(k, _)| is(k)) {
             Some((_, c)) => *c += n,
-            None => self.0.push((key.clone(), n)),
+            None => self.0.push((make(), n)),
         }
     }
 
@@ -293,7 +299,7 @@ impl ShardMetrics {
             self.count(Outcome::Submitted, now);
         }
         self.dirty = true;
-        self.command_status.add(&(link.clone(), status), 1);
+        self.command_status.add_where(|(l, s)| *s == status && l == link, || (link.clone(), status), 1);
         self.second(now).link_submits.add(link, 1);
         self.smsc_latency.saturating_record(micros(latency));
     }
@@ -301,7 +307,7 @@ impl ShardMetrics {
     /// One final receipt; `status` is the record status it maps to (`delivered`, `expired`, ...).
     pub fn receipt(&mut self, link: &LinkId, status: &'static str, now: Instant) {
         self.count(if status == "delivered" { Outcome::Delivered } else { Outcome::Failed }, now);
-        self.receipts.add(&(link.clone(), status), 1);
+        self.receipts.add_where(|(l, s)| *s == status && l == link, || (link.clone(), status), 1);
         self.second(now).link_receipts.add(link, 1);
     }
 

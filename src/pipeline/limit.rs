@@ -13,7 +13,8 @@
 //! ```text
 //! check: L1 client → L1 target → L2 client (second, minute, day) → L2 target; all probed, then
 //!        all charged (a refusal charges nothing)
-//! background, per shard: refill (leases below their low-water mark, while warm)
+//! background, per shard: refill (leases below their low-water mark, while warm; not for
+//!                        rates on the local bucket, taken per request: `local_take`)
 //!                        heartbeat (live nodes; the Redis probe while degraded)
 //! ```
 //!
@@ -304,6 +305,26 @@ impl LimiterNode {
         }
     }
 
+    /// Without Redis (or while it is down) a rate key is spent straight from the node-local
+    /// bucket, `tokens` slots usable now or none: see [`LocalBucket::take_gcra`].
+    fn local_take(&self, id: usize, tokens: u32, now: Instant, degraded: bool) -> Result<Grant, Duration> {
+        let k = &self.keys[id];
+        let nodes = self.share_nodes(degraded);
+        let rate = k.rate();
+        let taken = k.local.take_gcra(
+            &self.anchor,
+            now,
+            rate.interval() * nodes,
+            (rate.capacity() / nodes).max(1),
+            tokens,
+            self.redis.lease(),
+        );
+        if taken.is_ok() {
+            self.local_grants.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
     fn horizon(&self) -> Duration {
         self.redis.lease() * 2
     }
@@ -470,10 +491,22 @@ impl Limiter {
             leases.touch(now);
             let fallback_wait = node.keys[id].rate().interval().min(node.redis.lease());
             let mut probe = leases.probe(cost, now, fallback_wait);
-            let local = self.redis.is_none() || self.degraded.get();
-            if probe.is_err() && local && leases.held(now) < cost {
-                // The local bucket answers synchronously: refill inline when the leases are
-                // spent (not when they are only paced: that would hand out slots early).
+            if probe.is_err() && self.exact(id) {
+                // Rates on the local bucket: take just what this request lacks, usable now.
+                // (Leases of `lease_size` slots handed out ahead to each shard stranded the
+                // rate: one shard held slots it did not spend while another's were all in
+                // the future, and refused far below the rate.)
+                let lack = cost.saturating_sub(leases.usable(now));
+                probe = match node.local_take(id, lack, now, self.degraded.get()) {
+                    Ok(g) => {
+                        leases.add(g, now);
+                        leases.probe(cost, now, fallback_wait)
+                    }
+                    Err(wait) => Err(wait),
+                };
+            } else if probe.is_err() && self.is_local() && leases.held(now) < cost {
+                // Windows on the local bucket answer synchronously: refill inline when the
+                // leases are spent.
                 let want = node.lease_size(id, leases).max(cost);
                 leases.add(node.local_grant(id, want, now, self.degraded.get()), now);
                 probe = leases.probe(cost, now, fallback_wait);
@@ -492,7 +525,7 @@ impl Limiter {
                 Charge::L1(id, c) => st.l1.commit(id, c),
                 Charge::L2(id, cost) => {
                     st.leases[id].spend(cost, now);
-                    refill |= st.leases[id].held(now) < self.low_water(id, &st.leases[id]);
+                    refill |= !self.exact(id) && st.leases[id].held(now) < self.low_water(id, &st.leases[id]);
                 }
             }
         }
@@ -552,6 +585,7 @@ impl Limiter {
             let st = self.state.borrow();
             let warm = Duration::from_millis(self.node.redis.warm_ms);
             (0..self.node.keys.len())
+                .filter(|&id| !self.exact(id))
                 .filter(|&id| st.leases[id].wants_refill(now, self.low_water(id, &st.leases[id]), warm))
                 .collect()
         };
@@ -689,6 +723,17 @@ impl Limiter {
                 "redis failed: L2 falls back to this node's local share"
             );
         }
+    }
+
+    /// L2 grants from the node-local bucket: no Redis, or Redis down.
+    fn is_local(&self) -> bool {
+        self.redis.is_none() || self.degraded.get()
+    }
+
+    /// Key `id` is a rate spent straight from the local bucket ([`LimiterNode::local_take`]):
+    /// no lease is prefetched for it in the background.
+    fn exact(&self, id: usize) -> bool {
+        self.is_local() && self.node.keys[id].kind == Kind::Gcra
     }
 
     fn low_water(&self, id: usize, leases: &Leases) -> u32 {

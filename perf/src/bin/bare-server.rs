@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let trigger = ShutdownTrigger::new();
-    if let Err(e) = shards::shutdown::on_signals(trigger.clone()) {
+    if let Err(e) = shards::shutdown::on_signals(trigger.clone(), || {}) {
         eprintln!("bare-server: signal handlers: {e}");
         return ExitCode::FAILURE;
     }

@@ -358,7 +358,7 @@ impl Faults {
             return Some(CommandStatus::RTHROTTLED);
         }
         let every = self.throttle_every.load(Relaxed);
-        if every > 0 && (self.throttle_tick.fetch_add(1, Relaxed) + 1) % every == 0 {
+        if every > 0 && (self.throttle_tick.fetch_add(1, Relaxed) + 1).is_multiple_of(every) {
             return Some(CommandStatus::RTHROTTLED);
         }
         self.qfull.load(Relaxed).then_some(CommandStatus::RMSGQFUL)

@@ -159,6 +159,11 @@ impl Leases {
         self.not_before = None;
     }
 
+    /// Tokens spendable at `now`.
+    pub fn usable(&self, now: Instant) -> u32 {
+        self.held.iter().map(|l| l.usable(now)).fold(0u32, u32::saturating_add)
+    }
+
     /// Tokens held and not expired at `now`, spendable now or later.
     pub fn held(&self, now: Instant) -> u32 {
         self.held.iter().filter(|l| now < l.valid_until).map(|l| l.remaining).fold(0u32, u32::saturating_add)

@@ -124,6 +124,49 @@ impl LocalBucket {
         }
     }
 
+    /// Takes `tokens` slots at once, spendable now, when the GCRA of slot width `step` and
+    /// capacity `capacity` allows them now (the rule of L1: `max(TAT, now) + min(n, C)·T ≤
+    /// now + C·T`, a larger cost leaving a debt); else the delay until it would. Nothing is
+    /// handed out ahead of time, so no shard holds slots another one could spend now: this is
+    /// how shards spend a node-local bucket, which answers synchronously (no prefetch needed).
+    pub fn take_gcra(
+        &self,
+        anchor: &WallAnchor,
+        now: Instant,
+        step: Duration,
+        capacity: u32,
+        tokens: u32,
+        grace: Duration,
+    ) -> Result<Grant, Duration> {
+        let now_ns = anchor.ns(now);
+        let t = step.as_nanos().clamp(1, u128::from(u64::MAX / 4)) as u64;
+        let c = u64::from(capacity.max(1));
+        let n = u64::from(tokens.max(1));
+        let allow = now_ns.saturating_add(c.saturating_mul(t));
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let base = tat.max(now_ns);
+            let need = base.saturating_add(n.min(c).saturating_mul(t));
+            if need > allow {
+                return Err(Duration::from_nanos(need - allow).max(Duration::from_millis(1)));
+            }
+            let new_tat = base.saturating_add(n.saturating_mul(t));
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    return Ok(Grant {
+                        tokens: n as u32,
+                        first_usable: now,
+                        step: Duration::ZERO,
+                        valid_until: now + grace.max(Duration::from_millis(1)),
+                        next_at: None,
+                        left: None,
+                    })
+                }
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
     /// Empties the bucket (no burst left) so that switching to it adds nothing to slots
     /// already leased from Redis.
     pub fn prime(&self, anchor: &WallAnchor, now: Instant, step: Duration, capacity: u32) {

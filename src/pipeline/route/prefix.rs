@@ -44,7 +44,7 @@ impl PrefixRoutes {
                 Some(Entry { prefix: r.prefix.clone(), sender: r.sender.clone(), client: r.client.clone(), target })
             })
             .collect();
-        entries.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.specificity()));
         PrefixRoutes { entries }
     }
 
