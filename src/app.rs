@@ -116,7 +116,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
             crate::observe::metrics::spawn_publisher(
                 info.id,
                 local.clone(),
-                links.clone(),
+                live.clone(),
                 state.clone(),
                 shutdown.clone(),
             );

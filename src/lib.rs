@@ -9,7 +9,7 @@
 //! - [`smpp`]: SMPP 3.4 ESME: PDU codec, encodings, receipts, sessions, link table. A leaf.
 //! - [`notify`]: what clients hear after the fact: the live receipt stream (gRPC).
 //! - [`state`]: lifecycle records, the backend contract, the embedded store, group commit.
-//! - [`observe`]: logs (metrics and dashboard come with issue 7).
+//! - [`observe`]: logs, shard-local metrics merged on read, dashboard JSON, Prometheus.
 //! - [`ids`], [`clock`]: typed identifiers and the injected clock.
 pub mod app;
 pub mod clock;

@@ -131,10 +131,13 @@ fn refused_binds_take_the_link_down_until_they_succeed() {
     let (code, v) = send(&a, &gw, 1);
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["error"]["code"], "no_session");
+    wait_until(10, "a reconnect attempt is refused and logged with its status", || {
+        gw.log().contains("bind refused: ESME_RBINDFAIL")
+    });
+    assert_eq!(link_state(&a, &gw, "100"), "down", "refused binds keep the link down");
     sim.control("refuse-binds off");
     wait_until(20, "link 100 rebinds after refusals", || link_state(&a, &gw, "100") != "down");
     assert_eq!(send(&a, &gw, 2).0, 200);
-    assert!(gw.log().contains("bind refused: ESME_RBINDFAIL"), "the refusal is logged with its status: {}", gw.log());
     assert!(gw.terminate().success());
 }
 

@@ -18,6 +18,7 @@
 
 use super::events::LinkWatch;
 use crate::ids::LinkId;
+use crate::pipeline::route::Live;
 use crate::pipeline::submit::LocalSessions;
 use crate::smpp::link::LinkTable;
 use crate::state::writer::StateHandle;
@@ -25,6 +26,7 @@ use hdrhistogram::Histogram;
 use shards::Shutdown;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -402,13 +404,7 @@ fn publish_now(shard: usize, sessions: &LocalSessions, force: bool) {
 /// Starts this shard's publisher: a snapshot every [`PUBLISH_EVERY`] until `shutdown`, then a
 /// last one. `state` gives the readers the state writer's queue depth and batch counters.
 /// Shard 0's publisher also logs link state changes ([`LinkWatch`]), once for the node.
-pub fn spawn_publisher(
-    shard: usize,
-    sessions: LocalSessions,
-    links: Arc<LinkTable>,
-    state: StateHandle,
-    shutdown: Shutdown,
-) {
+pub fn spawn_publisher(shard: usize, sessions: LocalSessions, live: Rc<Live>, state: StateHandle, shutdown: Shutdown) {
     SHARD_ID.with(|id| id.set(Some(shard)));
     let _first_shard_sets_it = STATE.set(state);
     let mut watch = (shard == 0).then(LinkWatch::default);
@@ -418,7 +414,7 @@ pub fn spawn_publisher(
             futures_lite::future::or(glommio::timer::sleep(PUBLISH_EVERY), shutdown.wait()).await;
             publish_now(shard, &sessions, false);
             if let Some(w) = watch.as_mut().filter(|_| !shutdown.is_fired()) {
-                w.check(&links, LinkTable::now_ms());
+                w.check(&live.links(), LinkTable::now_ms());
             }
         }
     })
