@@ -17,7 +17,7 @@
 //! or `redb`). Temporary directories are made under `TMPDIR` (default /tmp).
 
 use smsgate::ids::{ClientId, LinkId, MessageId, Msisdn, SmscMessageId};
-use smsgate::state::record::{MessageRecord, Receipt, Status, Transition};
+use smsgate::state::record::{MessageRecord, Part, Receipt, Status, Transition};
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::path::Path;
@@ -115,7 +115,7 @@ impl Backend for Fjall {
                     let v = serde_json::to_vec(rec)?;
                     wb.insert(&self.messages, message_key(rec.id), v.clone());
                     overlay_msgs.insert(message_key(rec.id), v);
-                    if let Some(smsc) = &rec.smsc_message_id {
+                    if let Some(smsc) = rec.first_smsc_id() {
                         let k = smsc_key(&rec.link, smsc);
                         wb.insert(&self.index, k.clone(), message_key(rec.id));
                         overlay_index.insert(k, message_key(rec.id));
@@ -184,7 +184,7 @@ impl Backend for Redb {
                     }
                     BenchOp::Submit(rec) => {
                         messages.insert(rec.id.0, serde_json::to_vec(rec)?.as_slice())?;
-                        if let Some(smsc) = &rec.smsc_message_id {
+                        if let Some(smsc) = rec.first_smsc_id() {
                             index.insert(smsc_key(&rec.link, smsc).as_slice(), rec.id.0)?;
                         }
                     }
@@ -221,9 +221,10 @@ fn accepted(seq: u64, now_ms: u64) -> MessageRecord {
         to: Msisdn(format!("49151{:08}", seq % 100_000_000)),
         from: "ACME-SHOP".to_owned(),
         link: LinkId::new(LINKS[i % LINKS.len()]),
+        route: format!("link:{}", LINKS[i % LINKS.len()]),
         client_ref: Some(format!("order-2025-11-23-{seq:010}")),
         segments: 1 + (seq % 3) as u16,
-        smsc_message_id: None,
+        parts: vec![Part::default()],
         status: Status::Accepted,
         transitions: Vec::new(),
     };
@@ -232,7 +233,8 @@ fn accepted(seq: u64, now_ms: u64) -> MessageRecord {
 }
 
 fn submitted(mut rec: MessageRecord, now_ms: u64) -> MessageRecord {
-    rec.smsc_message_id = Some(SmscMessageId::new(&format!("{:016x}", rec.id.0 ^ 0x5a5a_a5a5)));
+    rec.parts[0].smsc_message_id = Some(SmscMessageId::new(&format!("{:016x}", rec.id.0 ^ 0x5a5a_a5a5)));
+    rec.parts[0].status = Some(Status::Submitted);
     rec.push(Transition::at(Status::Submitted, now_ms));
     rec
 }
@@ -240,7 +242,7 @@ fn submitted(mut rec: MessageRecord, now_ms: u64) -> MessageRecord {
 fn receipt_for(rec: &MessageRecord, now_ms: u64) -> Option<Receipt> {
     Some(Receipt {
         link: rec.link.clone(),
-        smsc_message_id: rec.smsc_message_id.clone()?,
+        smsc_message_id: rec.first_smsc_id()?.clone(),
         status: Status::Delivered,
         error_code: Some("000".to_owned()),
         smsc_done_date: Some("2511231204".to_owned()),

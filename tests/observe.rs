@@ -77,7 +77,7 @@ fn python_with_prometheus_client() -> PathBuf {
 
 /// Parses the exposition with `prometheus_client` and returns, per family, its type and its
 /// samples as (sample name, labels, value).
-fn parse_with_prometheus_client(text: &str) -> HashMap<String, (String, Vec<(String, HashMap<String, String>, f64)>)> {
+fn parse_with_prometheus_client(text: &str) -> Families {
     const SCRIPT: &str = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families

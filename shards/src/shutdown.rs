@@ -5,9 +5,13 @@
 
 use futures_lite::future;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use std::task::{Poll, Waker};
 
 #[derive(Default)]
@@ -77,7 +81,11 @@ impl ShutdownListener {
 
 struct Local {
     fired: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    /// One waker per waiting future, keyed so a future that is polled again replaces its own
+    /// waker and a dropped future removes it: a task that waits in a loop (`x.or(wait())`)
+    /// must not pile up waker clones, which would leak and overflow the task's refcount.
+    waiters: RefCell<HashMap<u64, Waker>>,
+    next_key: Cell<u64>,
 }
 
 /// A shard-local shutdown signal: clone it into every task that must stop. `!Send` on purpose.
@@ -90,7 +98,13 @@ impl Shutdown {
     /// Spawns the shard's one task that waits on the cross-thread trigger and wakes the shard's
     /// local waiters. Must be called inside the shard's executor.
     pub fn from_listener(listener: ShutdownListener) -> Self {
-        let s = Shutdown { local: Rc::new(Local { fired: Cell::new(false), waiters: RefCell::new(Vec::new()) }) };
+        let s = Shutdown {
+            local: Rc::new(Local {
+                fired: Cell::new(false),
+                waiters: RefCell::new(HashMap::new()),
+                next_key: Cell::new(0),
+            }),
+        };
         let local = s.clone();
         glommio::spawn_local(async move {
             listener.wait().await;
@@ -102,12 +116,19 @@ impl Shutdown {
 
     /// A signal that only fires when told to (tests, and shards started without signals).
     pub fn manual() -> Self {
-        Shutdown { local: Rc::new(Local { fired: Cell::new(false), waiters: RefCell::new(Vec::new()) }) }
+        Shutdown {
+            local: Rc::new(Local {
+                fired: Cell::new(false),
+                waiters: RefCell::new(HashMap::new()),
+                next_key: Cell::new(0),
+            }),
+        }
     }
 
     pub fn fire_local(&self) {
         self.local.fired.set(true);
-        for w in self.local.waiters.borrow_mut().drain(..) {
+        let waiters = std::mem::take(&mut *self.local.waiters.borrow_mut());
+        for w in waiters.into_values() {
             w.wake();
         }
     }
@@ -117,16 +138,8 @@ impl Shutdown {
     }
 
     /// Resolves once shutdown has been fired.
-    pub async fn wait(&self) {
-        future::poll_fn(|cx| {
-            if self.local.fired.get() {
-                Poll::Ready(())
-            } else {
-                self.local.waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+    pub fn wait(&self) -> Wait {
+        Wait { local: self.local.clone(), key: None }
     }
 }
 
@@ -148,4 +161,63 @@ pub fn on_signals(trigger: ShutdownTrigger, on_hangup: impl Fn() + Send + 'stati
         }
     })?;
     Ok(())
+}
+
+/// The future of [`Shutdown::wait`]: holds at most one waker in the signal, removed on drop.
+pub struct Wait {
+    local: Rc<Local>,
+    key: Option<u64>,
+}
+
+impl Future for Wait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.local.fired.get() {
+            return Poll::Ready(());
+        }
+        let key = *this.key.get_or_insert_with(|| {
+            let k = this.local.next_key.get();
+            this.local.next_key.set(k + 1);
+            k
+        });
+        this.local.waiters.borrow_mut().insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.local.waiters.borrow_mut().remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::FutureExt;
+
+    #[test]
+    fn waiting_in_a_loop_keeps_one_waker_and_firing_wakes_it() {
+        let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+        ex.run(async {
+            let s = Shutdown::manual();
+            for _ in 0..1000 {
+                futures_lite::future::yield_now().or(s.wait()).await;
+            }
+            assert!(s.local.waiters.borrow().len() <= 1, "{} wakers left", s.local.waiters.borrow().len());
+            let waiter = {
+                let s = s.clone();
+                glommio::spawn_local(async move { s.wait().await })
+            };
+            futures_lite::future::yield_now().await;
+            assert_eq!(s.local.waiters.borrow().len(), 1, "the spawned waiter registered");
+            s.fire_local();
+            waiter.await;
+            assert!(s.local.waiters.borrow().is_empty());
+        });
+    }
 }
