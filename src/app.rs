@@ -91,14 +91,14 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 shutdown: shutdown.clone(),
             });
             let handoffs = shard.clone();
-            let mesh = match mesh.join(move |_peer, h| handoffs.on_handoff(h)).await {
+            let mesh = match mesh.join(info.id, move |_peer, h| handoffs.on_handoff(h)).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(shard = info.id, error = %e, "shard could not join the mesh");
                     return;
                 }
             };
-            let receipts = match receipt_hub.join().await {
+            let receipts = match receipt_hub.join(info.id).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(shard = info.id, error = %e, "shard could not join the receipt hub");

@@ -83,7 +83,7 @@ impl ReceiptHub {
     }
 
     /// Joins the hub from a shard: every shard must join before any returns.
-    pub async fn join(self) -> std::io::Result<ShardReceipts> {
+    pub async fn join(self, shard: usize) -> std::io::Result<ShardReceipts> {
         let registry = Rc::new(Registry::default());
         let on_peer = {
             let registry = registry.clone();
@@ -92,7 +92,7 @@ impl ReceiptHub {
                 registry.fan_out(&shared, &event);
             }
         };
-        let mesh = self.mesh.join(on_peer).await?;
+        let mesh = self.mesh.join(shard, on_peer).await?;
         // Set before this task yields, so before the mesh handlers can run.
         registry.me.set(mesh.me());
         Ok(ShardReceipts { inner: Rc::new(ShardInner { mesh, shared: self.shared, registry }) })
@@ -304,7 +304,7 @@ mod tests {
                 glommio::LocalExecutorBuilder::default()
                     .name(&format!("hub-test-{i}"))
                     .spawn(move || async move {
-                        let receipts = hub.join().await.expect("join");
+                        let receipts = hub.join(i).await.expect("join");
                         f(i, receipts).await;
                     })
                     .expect("executor")

@@ -111,6 +111,9 @@ pub struct GatewayConfig {
     pub link_extra: String,
     /// Appended to the rules file: `[pools.X]`, `[[routes]]`.
     pub rules_extra: String,
+    /// `(link, esme_rate, esme_rate_burst)` for links that need exact rates (rate limit
+    /// tests); a link not listed gets `esme_rate = 100000`, `esme_rate_burst = 1000`.
+    pub link_rates: Vec<(String, u32, u32)>,
 }
 
 impl GatewayConfig {
@@ -121,6 +124,7 @@ impl GatewayConfig {
             extra_config: String::new(),
             link_extra: String::new(),
             rules_extra: String::new(),
+            link_rates: Vec::new(),
         }
     }
 }
@@ -137,8 +141,10 @@ impl Gateway {
     pub fn write_config(dir: &Path, port: u16, cfg: &GatewayConfig) -> PathBuf {
         let mut rules = String::new();
         for (name, p) in &cfg.links {
+            let (rate, burst) =
+                cfg.link_rates.iter().find(|(l, _, _)| l == name).map_or((100_000, 1_000), |&(_, r, b)| (r, b));
             rules.push_str(&format!(
-                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = 100000\nesme_rate_burst = 1000\nsessions = 2\nwindow = 256\n{}\n\n",
+                "[links.{name}]\nhost = \"127.0.0.1\"\nport = {p}\nsystem_id = \"smsgate\"\npassword = \"secret\"\nesme_rate = {rate}\nesme_rate_burst = {burst}\nsessions = 2\nwindow = 256\n{}\n\n",
                 cfg.link_extra
             ));
         }
