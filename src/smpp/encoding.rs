@@ -65,12 +65,30 @@ impl Encoded {
     }
 }
 
+/// Septet of each ASCII character in the basic table (0xFF: none), so the common case is one
+/// lookup instead of a search of the 128-entry table.
+const ASCII_TO_GSM7: [u8; 128] = {
+    let mut t = [0xFFu8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = GSM7_BASIC[i] as u32;
+        if c < 128 && i != 0x1B {
+            t[c as usize] = i as u8;
+        }
+        i += 1;
+    }
+    t
+};
+
 fn gsm7_septets(c: char, out: &mut Vec<u8>) -> bool {
-    if c != '\u{1b}' {
-        if let Some(i) = GSM7_BASIC.iter().position(|&g| g == c) {
-            out.push(i as u8);
+    if let Some(&septet) = ASCII_TO_GSM7.get(c as usize) {
+        if septet != 0xFF {
+            out.push(septet);
             return true;
         }
+    } else if let Some(i) = GSM7_BASIC.iter().position(|&g| g == c) {
+        out.push(i as u8);
+        return true;
     }
     if let Some(&(_, code)) = GSM7_EXTENSION.iter().find(|&&(g, _)| g == c) {
         out.extend_from_slice(&[ESC, code]);
@@ -105,6 +123,13 @@ mod tests {
         assert_eq!(e.data_coding, data_coding::GSM7);
         assert_eq!(e.bytes, vec![0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x20, 0x00, 0x20, 0x31]);
         assert_eq!(e.units, 9);
+    }
+
+    #[test]
+    fn every_basic_character_maps_to_its_septet() {
+        for (i, c) in GSM7_BASIC.iter().enumerate().filter(|&(i, _)| i != 0x1B) {
+            assert_eq!(encode(&c.to_string()).bytes, vec![i as u8], "{c:?}");
+        }
     }
 
     #[test]

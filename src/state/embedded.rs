@@ -28,6 +28,9 @@ const PARKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parked_recei
 /// The file inside the state directory.
 const FILE_NAME: &str = "state.redb";
 
+/// redb page cache, bytes.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The embedded backend. Owned by the writer thread; `get` may also run there.
 pub struct EmbeddedStore {
     db: Database,
@@ -41,7 +44,13 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| StoreError::Io(format!("open {}: {e}", path.display())))?;
+        // redb's page cache defaults to 1 GiB, which a gateway holding a million messages that
+        // await receipts would fill; the working set (recent records and index pages) is far
+        // smaller. The OS page cache still holds the rest of the file.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| StoreError::Io(format!("open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
         txn.open_table(SMSC_INDEX).map_err(io)?;
