@@ -125,6 +125,11 @@ impl Pipeline {
         self.live.links()
     }
 
+    /// The router in force (links, pools), for dashboards.
+    pub fn router(&self) -> Rc<route::Router> {
+        self.live.router()
+    }
+
     /// `POST /api/v1/messages`: stages 1-8 in order.
     pub async fn submit_json(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
         let req = parse::parse_submit(body).map_err(|e| events::refused(e.into()))?;

@@ -204,3 +204,32 @@ fn long_and_ucs2_messages_are_tracked_per_part() {
     }
     assert!(gw.terminate().success());
 }
+
+/// An SMSC that answers submit_sm_resp in decimal and writes receipts in hex (upper case,
+/// zero-padded): with `receipt_id_format = "hex"` every receipt still finds its message.
+#[test]
+fn receipts_in_hex_match_decimal_submit_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "20", "--resp-id-format", "dec", "--dlr-id-format", "hex"]);
+    let cfg = GatewayConfig { link_extra: "receipt_id_format = \"hex\"".into(), ..GatewayConfig::one_link(sim.port) };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let a = agent();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (code, v) = submit(
+            &a,
+            &gw,
+            API_KEY,
+            &json!({"to": format!("+4915200000{i:03}"), "from": "ACME", "text": "hex", "link": "100"}),
+        );
+        assert_eq!(code, 200, "{v}");
+        assert!(v["smsc_message_id"].as_str().unwrap().bytes().all(|b| b.is_ascii_digit()), "decimal: {v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    for id in ids {
+        support::wait_until(10, "delivered through a hex receipt", || {
+            get_message(&a, &gw, API_KEY, &id).1["status"] == "delivered"
+        });
+    }
+    assert!(gw.terminate().success());
+}

@@ -85,6 +85,10 @@ fn a_pool_fails_over_when_a_member_goes_down_and_back() {
     wait_until(10, "link a down", || link_state(&a, &gw, "a") == "down");
     let used = links_used(&a, &gw, 40, body.clone());
     assert_eq!(used.get("b"), Some(&40), "everything goes to the remaining member: {used:?}");
+    let mut r = a.get(&gw.url("/api/v1/dashboard/smpp-links")).call().unwrap();
+    let dash: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(dash["pools"]["eu"]["members_up"], json!(["b"]), "{dash}");
+    assert_eq!(dash["pools"]["eu"]["configured_rate"], 200_000, "{dash}");
     let _sa = Sim::start_on(&format!("127.0.0.1:{port_a}"), &[]);
     wait_until(15, "link a back", || link_state(&a, &gw, "a") != "down");
     let used = links_used(&a, &gw, 40, body);

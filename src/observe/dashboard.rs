@@ -44,8 +44,31 @@ pub fn stats_response() -> Response<Full<Bytes>> {
 }
 
 /// `GET /api/v1/dashboard/smpp-links`.
-pub fn links_response(links: &LinkTable) -> Response<Full<Bytes>> {
-    json_response(&smpp_links(&metrics::collect(), links, LinkTable::now_ms()))
+/// `pools`: each pool's name and member links.
+pub fn links_response<'a>(
+    links: &LinkTable,
+    pools: impl Iterator<Item = (&'a str, &'a [LinkId])>,
+) -> Response<Full<Bytes>> {
+    let now_ms = LinkTable::now_ms();
+    let m = metrics::collect();
+    let mut doc = smpp_links(&m, links, now_ms);
+    let pools: Map<String, Value> = pools
+        .map(|(name, members)| {
+            let views: Vec<(&LinkId, LinkView)> =
+                members.iter().filter_map(|l| links.get(l).map(|e| (l, view(&m, l, e, now_ms)))).collect();
+            let up: Vec<String> =
+                views.iter().filter(|(_, v)| v.state != LinkState::Down).map(|(l, _)| l.to_string()).collect();
+            let value = json!({
+                "members": members.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "members_up": up,
+                "configured_rate": views.iter().map(|(_, v)| u64::from(v.configured_rate)).sum::<u64>(),
+                "effective_rate": views.iter().map(|(_, v)| v.effective_rate).sum::<f64>(),
+            });
+            (name.to_owned(), value)
+        })
+        .collect();
+    doc["pools"] = Value::Object(pools);
+    json_response(&doc)
 }
 
 /// `GET /metrics`.
