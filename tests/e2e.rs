@@ -34,8 +34,9 @@ fn thousand_messages_are_submitted_and_delivered() {
                         .header("Authorization", &format!("Bearer {API_KEY}"))
                         .send_json(&body)
                         .expect("submit");
-                    assert_eq!(r.status(), 200);
+                    let code = r.status();
                     let v: Value = r.body_mut().read_json().unwrap();
+                    assert_eq!(code, 200, "{v}");
                     assert_eq!(v["status"], "submitted");
                     assert_eq!(v["link"], "100");
                     assert_eq!(v["segments"], 1);
@@ -232,4 +233,32 @@ fn receipts_in_hex_match_decimal_submit_ids() {
         });
     }
     assert!(gw.terminate().success());
+}
+
+/// `bind = "transmitter_receiver"`: each session is a transmitter bind plus a receiver bind;
+/// submits go over the transmitters only and every bind is counted in /healthz.
+#[test]
+fn transmitter_receiver_pairs_bind_and_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(&[]);
+    let cfg =
+        GatewayConfig { link_extra: "bind = \"transmitter_receiver\"".into(), ..GatewayConfig::one_link(sim.port) };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let a = agent();
+    let mut r = a.get(&gw.url("/healthz")).call().unwrap();
+    let health: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(health["links"]["100"]["sessions"], 4, "2 sessions × (transmitter + receiver): {health}");
+    assert_eq!(health["links"]["100"]["sessions_bound"], 4, "{health}");
+    for i in 0..10 {
+        let (code, v) = submit(
+            &a,
+            &gw,
+            API_KEY,
+            &json!({"to": format!("+4915300001{i:03}"), "from": "ACME", "text": "trx", "link": "100"}),
+        );
+        assert_eq!(code, 200, "a receiver bind never takes a submit: {v}");
+    }
+    assert!(gw.terminate().success());
+    let counters = sim.stop();
+    assert!(counters.contains("binds=4"), "{counters}");
 }

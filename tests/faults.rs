@@ -113,6 +113,13 @@ fn throttling_slows_the_session_and_each_message_gets_an_outcome() {
     assert_eq!(rec["status"], "rejected");
     assert_eq!(rec["transitions"][1]["command_status"], 0x58);
     assert_eq!(link_state(&a, &gw, "100"), "degraded");
+    let mut r = a.get(&gw.url("/metrics")).call().unwrap();
+    let metrics = r.body_mut().read_to_string().unwrap();
+    assert!(metrics.contains("smsgate_link_throttles_total{link=\"100\"} 1"), "{metrics}");
+    wait_until(5, "the throttled answer is counted by status", || {
+        let mut r = a.get(&gw.url("/metrics")).call().unwrap();
+        r.body_mut().read_to_string().unwrap().contains("status=\"ESME_RTHROTTLED\"} 1")
+    });
     sim.control("throttle off");
     wait_until(10, "traffic flows again", || send(&a, &gw, 2).0 == 200);
     assert_eq!(counter(&mut sim, "throttled"), 1, "only the first message met the throttle");

@@ -47,9 +47,7 @@ pub struct Admin {
     pub reload: Box<dyn Fn() -> ReloadFuture>,
 }
 
-/// Accepts connections until shutdown, then lets every open connection finish its in-flight
-/// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns once
-/// all have closed.
+/// The HTTP API on this shard: the accept loop of [`serve_connections`] with smsgate's routes.
 pub async fn serve(
     listener: TcpListener,
     pipeline: Rc<Pipeline>,
@@ -57,19 +55,47 @@ pub async fn serve(
     grpc: Rc<GrpcShard>,
     shutdown: Shutdown,
 ) {
+    let timeout = settings.header_read_timeout;
+    serve_connections(listener, timeout, shutdown, move || {
+        let (pipeline, settings, grpc) = (pipeline.clone(), settings.clone(), grpc.clone());
+        hyper::service::service_fn(move |req| {
+            let (pipeline, settings, grpc) = (pipeline.clone(), settings.clone(), grpc.clone());
+            async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings, &grpc).await) }
+        })
+    })
+    .await
+}
+
+/// One shard's accept loop for any hyper service (smsgate's API; perf's bare server):
+/// HTTP/1.1 keep-alive and h2c on the shard's SO_REUSEPORT listener, TCP_NODELAY on every
+/// connection. Accepts until shutdown, then lets every open connection finish its in-flight
+/// requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) and returns
+/// once all have closed.
+pub async fn serve_connections<F, S, B>(
+    listener: TcpListener,
+    header_read_timeout: Duration,
+    shutdown: Shutdown,
+    make_service: F,
+) where
+    F: Fn() -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + 'static,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let connections = Gate::new();
     let mut builder = auto::Builder::new(ShardExecutor);
-    builder.http1().timer(ShardTimer).header_read_timeout(settings.header_read_timeout).keep_alive(true);
+    builder.http1().timer(ShardTimer).header_read_timeout(header_read_timeout).keep_alive(true);
     builder.http2().timer(ShardTimer);
     let builder = Rc::new(builder);
     loop {
-        let accepted = async { Some(listener.accept().await) }
-            .or(async {
-                shutdown.wait().await;
-                None
-            })
-            .await;
-        let stream = match accepted {
+        let accepted = async { Some(listener.accept().await) }.or(async {
+            shutdown.wait().await;
+            None
+        });
+        let stream = match accepted.await {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -81,22 +107,15 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
         }
-        let (pipeline, settings, grpc, builder, shutdown) =
-            (pipeline.clone(), settings.clone(), grpc.clone(), builder.clone(), shutdown.clone());
+        let (service, builder, shutdown) = (make_service(), builder.clone(), shutdown.clone());
         let spawned = connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (pipeline, settings, grpc) = (pipeline.clone(), settings.clone(), grpc.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, &pipeline, &settings, &grpc).await) }
-            });
             let conn = builder.serve_connection(Io(stream), service);
             let mut conn = std::pin::pin!(conn);
-            let finished = async { Some(conn.as_mut().await) }
-                .or(async {
-                    shutdown.wait().await;
-                    None
-                })
-                .await;
-            let result = match finished {
+            let finished = async { Some(conn.as_mut().await) }.or(async {
+                shutdown.wait().await;
+                None
+            });
+            let result = match finished.await {
                 Some(r) => r,
                 None => {
                     conn.as_mut().graceful_shutdown();

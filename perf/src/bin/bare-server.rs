@@ -6,18 +6,15 @@
 //! `bare-server [--listen ADDR] [--cpus 0,1]`; SIGINT/SIGTERM stop it.
 
 use bytes::Bytes;
-use futures_lite::future::FutureExt as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::server::conn::auto;
 use shards::{Shutdown, ShutdownTrigger};
-use smsgate::ingress::hyper_glommio::{Io, ShardExecutor, ShardTimer};
+use smsgate::ingress::http::serve_connections;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -90,41 +87,15 @@ async fn serve(listen: SocketAddr, shutdown: Shutdown) {
             return;
         }
     };
-    let mut builder = auto::Builder::new(ShardExecutor);
-    builder.http1().timer(ShardTimer).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    builder.http2().timer(ShardTimer);
-    let builder = Rc::new(builder);
-    loop {
-        let accepted = async { Some(listener.accept().await) }
-            .or(async {
-                shutdown.wait().await;
-                None
-            })
-            .await;
-        let stream = match accepted {
-            None => return,
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                eprintln!("bare-server: accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // Best effort, as in smsgate: without it answers may wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        glommio::spawn_local(async move {
-            let service = hyper::service::service_fn(|req: Request<Incoming>| async {
-                // Read the body as smsgate does; a broken one still gets the fixed answer.
-                let _ = req.into_body().collect().await;
-                let mut resp = Response::new(Full::new(Bytes::from_static(BODY)));
-                *resp.status_mut() = StatusCode::OK;
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Ok::<_, Infallible>(resp)
-            });
-            // A client that goes away mid-request is normal under load; nothing to report.
-            let _ = builder.serve_connection(Io(stream), service).await;
+    serve_connections(listener, HEADER_READ_TIMEOUT, shutdown, || {
+        hyper::service::service_fn(|req: Request<Incoming>| async {
+            // Read the body as smsgate does; a broken one still gets the fixed answer.
+            let _ = req.into_body().collect().await;
+            let mut resp = Response::new(Full::new(Bytes::from_static(BODY)));
+            *resp.status_mut() = StatusCode::OK;
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok::<_, Infallible>(resp)
         })
-        .detach();
-    }
+    })
+    .await
 }
