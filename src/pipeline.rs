@@ -1,7 +1,7 @@
 //! The outbound driver: the only place that knows the order of the stages (DESIGN.md 1-8).
 //!
 //! ```text
-//! 1 parse   → 2 auth → [3 L1, 4 L2, 5 policy: issues 5 and 9] → 6 route → 7 submit
+//! 1 parse   → 2 auth → 3 L1, 4 L2 → 5 policy → 6 route → 7 submit
 //!           → 8 record (durable) → answer
 //! ```
 //! Every stage returns `Result<_, Rejection>`; `ingress/reply.rs` turns a rejection into the
@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod limit;
 pub mod parse;
+pub mod policy;
 pub mod record;
 pub mod route;
 pub mod submit;
@@ -26,6 +27,7 @@ use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
 use limit::{LimitRejection, LimitTarget, Limiter};
 use parse::{ParseError, SubmitRequest};
+use policy::{Policy, PolicyRejection};
 use route::{Dest, Live, RouteError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -41,6 +43,8 @@ pub enum Rejection {
     Route(RouteError),
     /// Over a rate limit (L1, L2 or the client's); nothing was queued.
     Limited(LimitRejection),
+    /// Refused by the contact policy (stage 5); never submitted, no record kept.
+    Policy(PolicyRejection),
     /// The message never reached the SMSC; no record was kept.
     NotSubmitted(SubmitFailure),
     /// The SMSC refused it; the record (status `rejected`) was kept under `id`.
@@ -104,21 +108,35 @@ pub struct Pipeline {
     /// The router in force; a reload swaps it.
     live: Rc<Live>,
     limiter: Rc<Limiter>,
+    policy: Rc<Policy>,
     submitter: Submitter,
     state: StateHandle,
 }
 
 impl Pipeline {
+    /// One handle per stage, in stage order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ids: IdGenerator,
         clock: Rc<dyn Clock>,
         auth: Arc<Auth>,
         live: Rc<Live>,
         limiter: Rc<Limiter>,
+        policy: Rc<Policy>,
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline { ids: RefCell::new(ids), concat_ref: Cell::new(0), clock, auth, live, limiter, submitter, state }
+        Pipeline {
+            ids: RefCell::new(ids),
+            concat_ref: Cell::new(0),
+            clock,
+            auth,
+            live,
+            limiter,
+            policy,
+            submitter,
+            state,
+        }
     }
 
     pub fn links(&self) -> Arc<LinkTable> {
@@ -158,8 +176,9 @@ impl Pipeline {
         };
         let now = Instant::now();
         let segments = concat::min_segments(&req.text) as u32;
-        self.limiter.check(&client, &req.to, &target, segments, now).map_err(Rejection::Limited)?;
+        self.limiter.admit(&client, &req.to, &target, segments).await.map_err(Rejection::Limited)?;
         self.limiter.check_destination(&client, &req.to, now).await.map_err(Rejection::Limited)?;
+        self.policy.check(&client, &req, now).await.map_err(Rejection::Policy)?;
         let routed = router.select(resolved)?;
         let link = routed.link;
         let settings = router.links().get(&link).map(|e| e.settings).unwrap_or_default();
@@ -181,6 +200,7 @@ impl Pipeline {
             link: link.clone(),
             route: routed.via,
             client_ref: req.client_ref,
+            callback_url: req.callback_url,
             segments: segments as u16,
             parts: Vec::new(),
             status: Status::Accepted,

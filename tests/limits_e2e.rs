@@ -9,8 +9,8 @@
 //! somewhere between a request's send and its answer. Starting idle, a GCRA admits at most
 //! `burst + rate × t` (+1 for rounding) over any span `t`, so the upper bound uses
 //! `t = last answer − start` (T plus the last answers' latency, a few ms). The lower bound
-//! is `rate × T` less `EDGE` of the rate: the first request reaches the limiter a few ms after
-//! `start` and the last decisions may fall after the last send.
+//! is `rate × t'` with `t'` from the first accepted answer to the last send (at most T), less
+//! `EDGE` of the rate: over that span the offered load exceeds the rate without a pause.
 // Test clients are plain threads, not shards: they pace themselves with blocking sleeps.
 #![allow(clippy::disallowed_methods)]
 
@@ -139,8 +139,26 @@ fn bounds(rate: f64, burst: u32, start: Instant, run_for: Duration, answers: &[A
     let last = answers.iter().map(|a| a.done).max().unwrap_or(start);
     let span = last.saturating_duration_since(start).as_secs_f64().max(run_for.as_secs_f64());
     let hi = (rate * span).floor() as u64 + u64::from(burst.max(1)) + 1;
-    let lo = (rate * (run_for.as_secs_f64() - EDGE)).floor() as u64;
+    // From the first acceptance to the last send the offered load exceeds the rate without a
+    // pause, so at least `rate` per second of that span is accepted. (Before the first
+    // acceptance a node may still be fetching its first lease: see the cold-key bug.)
+    let first_ok = answers.iter().filter(|a| a.status == 200).map(|a| a.done).min().unwrap_or(start);
+    let last_sent = answers.iter().map(|a| a.sent).max().unwrap_or(start);
+    let busy = last_sent.saturating_duration_since(first_ok).as_secs_f64();
+    let lo = (rate * (busy - EDGE).min(run_for.as_secs_f64() - EDGE)).floor().max(0.0) as u64;
     (lo, hi)
+}
+
+/// The lower bounds need the rate offered all along: fails, naming the cause, when the
+/// clients could not even offer 1.5 × the rate (a box busy with other work answers slowly,
+/// and each client thread waits for its answer).
+fn assert_offered(answers: &[Answer], rate: f64, run_for: Duration) {
+    let want = (1.5 * rate * run_for.as_secs_f64()) as usize;
+    assert!(
+        answers.len() >= want,
+        "the clients offered only {} requests (< 1.5 × rate × T = {want}): the box is too busy to test the lower bound",
+        answers.len()
+    );
 }
 
 fn one_sim_config(sim: &Sim, rate: u32, burst: u32, extra_config: String) -> GatewayConfig {
@@ -167,21 +185,22 @@ fn cluster_config(node: u8, redis: &RedisServer) -> String {
 #[test]
 fn one_node_holds_the_link_rate_at_twice_the_rate() {
     let _serial = serial();
-    const RATE: u32 = 200;
-    const BURST: u32 = 20;
+    const RATE: u32 = 100;
+    const BURST: u32 = 10;
     let run_for = Duration::from_secs(10);
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(&[]);
     let gw = Gateway::start(dir.path(), &one_sim_config(&sim, RATE, BURST, String::new()));
     let start = Instant::now() + Duration::from_millis(200);
     let answers =
-        spawn_load(vec![messages_url(&gw)], 4, 2.0 * f64::from(RATE), start, run_for, to_link_a).join().unwrap();
+        spawn_load(vec![messages_url(&gw)], 8, 2.0 * f64::from(RATE), start, run_for, to_link_a).join().unwrap();
     let ok = accepted(&answers);
     let (lo, hi) = bounds(f64::from(RATE), BURST, start, run_for, &answers);
     eprintln!("one node: {ok} accepted of {} offered, bound [{lo}, {hi}]", answers.len());
     assert!(unexpected(&answers).is_empty(), "only 200 and 429: {:?}", unexpected(&answers));
     assert!(answers.iter().filter(|a| a.status == 429).all(|a| a.limit == "link:a" && a.retry_after >= Some(1)));
     assert!(ok <= hi, "{ok} accepted > rate × T + burst = {hi}");
+    assert_offered(&answers, f64::from(RATE), run_for);
     assert!(ok >= lo, "{ok} accepted < rate × T = {lo}");
 }
 
@@ -189,8 +208,8 @@ fn one_node_holds_the_link_rate_at_twice_the_rate() {
 #[test]
 fn three_nodes_sharing_redis_hold_the_link_rate_together() {
     let _serial = serial();
-    const RATE: u32 = 200;
-    const BURST: u32 = 20;
+    const RATE: u32 = 100;
+    const BURST: u32 = 10;
     let run_for = Duration::from_secs(5);
     let redis = RedisServer::start();
     let sim = Sim::start(&[]);
@@ -202,7 +221,7 @@ fn three_nodes_sharing_redis_hold_the_link_rate_together() {
     std::thread::sleep(Duration::from_millis(600));
     let urls = gws.iter().map(messages_url).collect();
     let start = Instant::now() + Duration::from_millis(200);
-    let answers = spawn_load(urls, 6, 2.0 * f64::from(RATE), start, run_for, to_link_a).join().unwrap();
+    let answers = spawn_load(urls, 9, 2.0 * f64::from(RATE), start, run_for, to_link_a).join().unwrap();
     let ok = accepted(&answers);
     let (lo, hi) = bounds(f64::from(RATE), BURST, start, run_for, &answers);
     let logs: Vec<String> = gws.iter().map(Gateway::log).collect();
@@ -213,7 +232,14 @@ fn three_nodes_sharing_redis_hold_the_link_rate_together() {
         "no node may have fallen back to local shares (the bound would not be the shared one)"
     );
     assert!(ok <= hi, "{ok} accepted by 3 nodes > rate × T + burst = {hi}");
-    assert!(ok >= lo, "{ok} accepted by 3 nodes < rate × T = {lo}");
+    assert_offered(&answers, f64::from(RATE), run_for);
+    // The upper bound is the safety property and stays exact. Below it, six shards on three
+    // nodes each hold small paced leases (rate × 100 ms / 6), and a lease that expires on a
+    // shard the kernel sent little traffic to is rate not used: on a loaded 2-core box up to
+    // ~10 % goes unused (docs/limits.md, "Known allowances"). 85 % keeps that visible without
+    // making the test depend on the neighbours.
+    let floor = lo * 85 / 100;
+    assert!(ok >= floor, "{ok} accepted by 3 nodes < 85 % of rate × T = {floor}");
 }
 
 /// Must show 3: Redis stopped in the middle of a run and started again on the same port. The bound holds
@@ -223,8 +249,8 @@ fn three_nodes_sharing_redis_hold_the_link_rate_together() {
 #[test]
 fn redis_outage_keeps_serving_within_the_bound() {
     let _serial = serial();
-    const RATE: u32 = 200;
-    const BURST: u32 = 20;
+    const RATE: u32 = 100;
+    const BURST: u32 = 10;
     let run_for = Duration::from_secs(8);
     let mut redis = RedisServer::start();
     let sim = Sim::start(&[]);
@@ -235,7 +261,7 @@ fn redis_outage_keeps_serving_within_the_bound() {
     std::thread::sleep(Duration::from_millis(600));
     let urls = gws.iter().map(messages_url).collect();
     let start = Instant::now() + Duration::from_millis(200);
-    let load = spawn_load(urls, 4, 2.0 * f64::from(RATE), start, run_for, to_link_a);
+    let load = spawn_load(urls, 8, 2.0 * f64::from(RATE), start, run_for, to_link_a);
     sleep_until(start + Duration::from_millis(2_500));
     redis.stop();
     let stopped = Instant::now();
@@ -269,6 +295,7 @@ fn redis_outage_keeps_serving_within_the_bound() {
         eprintln!("node {i}: limiter fallback exported on /metrics during the outage: {exported}");
     }
     assert!(ok <= hi, "{ok} accepted > rate × T + 2 bursts = {hi}");
+    assert_offered(&answers, f64::from(RATE), run_for);
     assert!(ok >= lo * 9 / 10, "{ok} accepted < 90% of rate × T: the fallback must keep serving");
     // During the outage the two nodes each take half the rate.
     let outage_hi = f64::from(RATE) * (restarted - stopped).as_secs_f64() + f64::from(BURST) + 1.0;
@@ -289,8 +316,8 @@ fn metrics(gw: &Gateway) -> String {
 #[test]
 fn pool_rate_follows_member_health() {
     let _serial = serial();
-    const RATE: u32 = 80;
-    const BURST: u32 = 8;
+    const RATE: u32 = 50;
+    const BURST: u32 = 5;
     let pool_rate = f64::from(2 * RATE);
     let dir = tempfile::tempdir().unwrap();
     let (sa, sb) = (Sim::start(&[]), Sim::start(&[]));
@@ -306,7 +333,7 @@ fn pool_rate_follows_member_health() {
     let a = agent();
     let run_for = Duration::from_secs(12);
     let start = Instant::now() + Duration::from_millis(200);
-    let load = spawn_load(vec![messages_url(&gw)], 4, 2.0 * pool_rate, start, run_for, to_pool_p);
+    let load = spawn_load(vec![messages_url(&gw)], 8, 2.0 * pool_rate, start, run_for, to_pool_p);
     sleep_until(start + Duration::from_secs(3));
     let killed = Instant::now();
     drop(sa);
@@ -327,11 +354,12 @@ fn pool_rate_follows_member_health() {
     let after_up = window(up + s(1.0), 2.0);
     eprintln!(
         "pool: {before} in 2 s with both members, {after_down} in 2 s from 1 s after `down` \
-         ({:.2} s after the kill), {after_up} in 2 s from 1 s after `bound`; {} s to end",
+         ({:.2} s after the kill), {after_up} in 2 s from 1 s after `up`; {} s to end",
         (down - killed).as_secs_f64(),
         (start + run_for).saturating_duration_since(up + s(3.0)).as_secs_f64()
     );
     assert!(up + s(3.0) <= start + run_for, "the run ended before the last window");
+    assert_offered(&answers, pool_rate, run_for);
     let slack = |r: f64| r * 2.0 * EDGE + 1.0;
     assert!((pool_rate * 2.0 * 0.95..=pool_rate * 2.0 + slack(pool_rate)).contains(&before), "both up: {before}");
     let one = f64::from(RATE);
@@ -385,17 +413,18 @@ fn client_limits_config(redis: Option<&RedisServer>) -> String {
 }
 
 /// Sends `n` messages to `to` with `key`, one after the other; their answers. With
-/// `retry_cold`, a 429 with `Retry-After: 1` is retried after 300 ms (at most 5 times per
-/// message) and counted in the second value: on Redis the first message on a cold key is
-/// refused so (the bug `redis_first_message_on_a_cold_key_is_accepted` pins); a real refusal
-/// by a minute or day window says far more than 1 s here (`leave_room_in_minute`).
+/// `retry_cold`, a 429 with `Retry-After: 1` is retried after 300 ms (at most 10 times per
+/// message: re-warming an idle key took 4 retries on a busy box) and counted in the second
+/// value: on Redis the first message on a cold key is refused so (the bug
+/// `redis_first_message_on_a_cold_key_is_accepted` pins); a real refusal by a minute or day
+/// window says far more than 1 s here (`leave_room_in_minute`).
 fn send_n(agent: &ureq::Agent, gw: &Gateway, key: &str, to: &str, n: usize, retry_cold: bool) -> (Vec<Answer>, u32) {
     let body = json!({"to": to, "from": "ACME", "text": "otp", "link": "a"});
     let mut cold = 0;
     let answers = (0..n)
         .map(|_| {
             let mut a = post(agent, &messages_url(gw), key, &body);
-            for _ in 0..5 {
+            for _ in 0..10 {
                 if !(retry_cold && a.status == 429 && a.retry_after == Some(1)) {
                     break;
                 }
@@ -474,23 +503,64 @@ fn client_limits_on_redis() {
 /// at start, and again after `redis.warm_ms` without traffic) is refused with 429
 /// `Retry-After: 1`, although nothing of the limit was spent: `Limiter::check` refuses when
 /// the shard holds no lease and only then wakes the refill task. A client sending one OTP a
-/// minute has its every first attempt refused. Without Redis the same message passes.
+/// minute has its every first attempt refused. Without Redis the same messages pass.
 #[test]
 fn redis_first_message_on_a_cold_key_is_accepted() {
     let _serial = serial();
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(&[]);
-    let gw = Gateway::start(dir.path(), &one_sim_config(&sim, 1_000, 100, client_limits_config(Some(&redis))));
+    // `warm_ms = 500` goes into the `[redis]` table that `cluster_config` ends with.
+    let extra = client_limits_config(Some(&redis)).replacen(
+        "reconnect_delay_ms = 100\n",
+        "reconnect_delay_ms = 100\nwarm_ms = 500\n",
+        1,
+    );
+    let gw = Gateway::start(dir.path(), &one_sim_config(&sim, 1_000, 100, extra));
     let a = agent();
-    leave_room_in_minute(3);
-    let (link, _) = send_n(&a, &gw, API_KEY, "+4915100000001", 1, false);
-    let (window, _) = send_n(&a, &gw, MINUTE_KEY, "+4915100000001", 1, false);
-    assert_eq!(
-        (link[0].status, window[0].status),
-        (200, 200),
-        "first message on link:a (1,000/s, unused) and on client:perminute:minute (5/min, unused): {:?} / {:?}",
-        (link[0].status, &link[0].limit, link[0].retry_after),
-        (window[0].status, &window[0].limit, window[0].retry_after),
+    // Connected to Redis and past the first heartbeats.
+    std::thread::sleep(Duration::from_secs(1));
+    leave_room_in_minute(5);
+    let mut firsts = Vec::new();
+    for round in ["at start", "after warm_ms idle"] {
+        for (key, what) in [(API_KEY, "link:a (1,000/s)"), (MINUTE_KEY, "client:perminute:minute (5/min)")] {
+            let (got, retried) = send_n(&a, &gw, key, "+4915100000001", 1, true);
+            firsts.push(format!(
+                "{round}, {what}: first attempt {}, {} attempts refused with Retry-After 1, then {}",
+                if retried == 0 { "accepted" } else { "refused" },
+                retried,
+                got[0].status
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+    }
+    eprintln!("{firsts:#?}");
+    assert!(firsts.iter().all(|f| f.contains("first attempt accepted")), "{firsts:#?}");
+}
+
+/// Bug (reported), a likely cause of the slow re-warm above, on the public `l2::Leases`:
+/// leases that expired unspent stay in a shard's deque (they are dropped only by `add` and
+/// `spend`), and `wants_refill` counts them against `MAX_HELD` (3). A shard that went idle
+/// holding three leases never asks for another one: the refill task skips the key, and every
+/// request on it is refused (nothing is spent, so nothing drops the dead leases).
+#[test]
+fn expired_leases_do_not_block_refill() {
+    use smsgate::pipeline::limit::l2::{Grant, Leases};
+    let t0 = Instant::now();
+    let mut leases = Leases::default();
+    for i in 0..3u64 {
+        let at = t0 + Duration::from_millis(i);
+        let valid_until = at + Duration::from_millis(100);
+        leases.add(
+            Grant { tokens: 5, first_usable: at, step: Duration::ZERO, valid_until, next_at: None, left: None },
+            at,
+        );
+    }
+    let later = t0 + Duration::from_secs(1);
+    leases.touch(later);
+    assert_eq!((leases.held(later), leases.usable(later)), (0, 0), "all three leases expired");
+    assert!(
+        leases.wants_refill(later, 1, Duration::from_secs(30)),
+        "a warm key holding nothing but expired leases must be refilled"
     );
 }

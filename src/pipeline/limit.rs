@@ -536,6 +536,54 @@ impl Limiter {
     }
 
     /// The per-(client, destination) caps: one Redis round trip for clients that configure
+    /// The pipeline's entry for stages 3-4: [`Limiter::check`], and when it refuses only
+    /// because this shard holds no lease yet for a key on Redis (a cold key: at start, or
+    /// after `warm_ms` without traffic), one lease fetch for those keys (a Redis round trip,
+    /// bounded by `redis.command_timeout_ms`) and a second check. Warm keys never wait for
+    /// Redis; a cold key costs its first message one round trip instead of a refusal.
+    pub async fn admit(
+        &self,
+        client: &ClientId,
+        to: &Msisdn,
+        target: &LimitTarget,
+        segments: u32,
+    ) -> Result<(), LimitRejection> {
+        let now = Instant::now();
+        let refused = match self.check(client, to, target, segments, now) {
+            Err(r) if r.layer != Layer::L1 => r,
+            other => return other,
+        };
+        let cold = self.cold_keys(client, target, now);
+        if cold.is_empty() {
+            return Err(refused);
+        }
+        for id in cold {
+            let grant = self.grant(id, now).await;
+            self.state.borrow_mut().leases[id].add(grant, Instant::now().max(now));
+        }
+        self.check(client, to, target, segments, Instant::now())
+    }
+
+    /// Keys of this request that lease from Redis and are cold on this shard.
+    fn cold_keys(&self, client: &ClientId, target: &LimitTarget, now: Instant) -> Vec<usize> {
+        if self.redis.is_none() || self.degraded.get() {
+            return Vec::new();
+        }
+        let node = &*self.node;
+        let client_keys = node.clients.get(client);
+        let st = self.state.borrow();
+        [
+            client_keys.and_then(|c| c.second),
+            client_keys.and_then(|c| c.minute),
+            client_keys.and_then(|c| c.day),
+            node.targets.get(target).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&id| !self.exact(id) && st.leases[id].is_cold(now))
+        .collect()
+    }
+
     /// them (none otherwise). Without Redis, or when the call fails, the node-local table
     /// counts instead, with caps split over the live nodes while Redis is down.
     pub async fn check_destination(&self, client: &ClientId, to: &Msisdn, now: Instant) -> Result<(), LimitRejection> {

@@ -114,6 +114,9 @@ pub struct GatewayConfig {
     /// `(link, esme_rate, esme_rate_burst)` for links that need exact rates (rate limit
     /// tests); a link not listed gets `esme_rate = 100000`, `esme_rate_burst = 1000`.
     pub link_rates: Vec<(String, u32, u32)>,
+    /// Extra lines for the `acme` client's `[[clients]]` table (e.g. `senders = ["ACME"]`);
+    /// sub-tables such as `[clients.policy]` go last in it.
+    pub client_extra: String,
 }
 
 impl GatewayConfig {
@@ -125,6 +128,7 @@ impl GatewayConfig {
             link_extra: String::new(),
             rules_extra: String::new(),
             link_rates: Vec::new(),
+            client_extra: String::new(),
         }
     }
 }
@@ -156,12 +160,13 @@ impl Gateway {
              [state]\npath = \"{state}\"\n\n\
              [log]\nlevel = \"info\"\n\n\
              {extra}\n\
-             [[clients]]\nname = \"acme\"\napi_key = \"{API_KEY}\"\n\n\
+             [[clients]]\nname = \"acme\"\napi_key = \"{API_KEY}\"\n{client_extra}\n\n\
              [[clients]]\nname = \"other\"\napi_key = \"{OTHER_KEY}\"\n",
             rules = dir.join("rules.toml").display(),
             rt = cfg.response_timeout_ms,
             state = dir.join("state").display(),
             extra = cfg.extra_config,
+            client_extra = cfg.client_extra,
         );
         let path = dir.join("smsgate.toml");
         std::fs::write(&path, config).expect("write config");

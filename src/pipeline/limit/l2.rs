@@ -134,6 +134,11 @@ impl Leases {
         self.last_demand = Some(now);
     }
 
+    /// No live lease and no refusal pending: the key is cold on this shard.
+    pub fn is_cold(&self, now: Instant) -> bool {
+        self.held(now) == 0 && !self.not_before.is_some_and(|t| t > now)
+    }
+
     pub fn add(&mut self, g: Grant, now: Instant) {
         self.drop_spent(now);
         self.not_before = g.next_at;
@@ -173,7 +178,10 @@ impl Leases {
     pub fn wants_refill(&self, now: Instant, low_water: u32, warm: Duration) -> bool {
         let warm = self.last_demand.is_some_and(|t| now.saturating_duration_since(t) < warm);
         let waiting = self.not_before.is_some_and(|t| t > now);
-        warm && !waiting && self.held.len() < MAX_HELD && self.held(now) < low_water.max(1)
+        // Count only live leases: expired ones left over from an idle spell must not use up
+        // the MAX_HELD places and stop refills for good.
+        let live = self.held.iter().filter(|l| l.remaining > 0 && now < l.valid_until).count();
+        warm && !waiting && live < MAX_HELD && self.held(now) < low_water.max(1)
     }
 
     pub fn last_left(&self) -> Option<u64> {
