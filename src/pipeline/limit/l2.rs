@@ -136,7 +136,7 @@ impl Leases {
 
     /// No live lease and no refusal pending: the key is cold on this shard.
     pub fn is_cold(&self, now: Instant) -> bool {
-        self.held(now) == 0 && !self.not_before.is_some_and(|t| t > now)
+        self.held(now) == 0 && self.not_before.is_none_or(|t| t <= now)
     }
 
     pub fn add(&mut self, g: Grant, now: Instant) {
