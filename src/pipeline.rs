@@ -143,6 +143,11 @@ impl Pipeline {
         self.live.links()
     }
 
+    /// The rate limiter's node-wide health, for dashboards.
+    pub fn limit_stats(&self) -> limit::LimitStats {
+        self.limiter.node().stats()
+    }
+
     /// The router in force (links, pools), for dashboards.
     pub fn router(&self) -> Rc<route::Router> {
         self.live.router()

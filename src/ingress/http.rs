@@ -163,12 +163,12 @@ async fn route(
         }
         (&Method::POST, ["api", "v1", "admin", "reload"]) => admin_reload(&req, &settings.admin).await,
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
-        (&Method::GET, ["api", "v1", "dashboard", "stats"]) => Ok(dashboard::stats_response()),
+        (&Method::GET, ["api", "v1", "dashboard", "stats"]) => Ok(dashboard::stats_response(pipeline.limit_stats())),
         (&Method::GET, ["api", "v1", "dashboard", "smpp-links"]) => Ok({
             let router = pipeline.router();
             dashboard::links_response(router.links(), router.pools())
         }),
-        (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(&pipeline.links())),
+        (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(&pipeline.links(), pipeline.limit_stats())),
         (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
             Err(HttpError::MethodNotAllowed.into())
         }

@@ -8,6 +8,7 @@
 use super::events::state_name;
 use super::metrics::{self, Merged, Outcome, Second};
 use crate::ids::LinkId;
+use crate::pipeline::limit::LimitStats;
 use crate::smpp::link::{LinkEntry, LinkState, LinkTable};
 use crate::smpp::pdu::CommandStatus;
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Rate windows of the dashboard, seconds.
 const WINDOWS: [(u64, &str); 3] = [(1, "1s"), (10, "10s"), (60, "60s")];
@@ -39,8 +40,17 @@ fn json_response(v: &Value) -> Response<Full<Bytes>> {
 }
 
 /// `GET /api/v1/dashboard/stats`.
-pub fn stats_response() -> Response<Full<Bytes>> {
-    json_response(&stats(&metrics::collect()))
+pub fn stats_response(limits: LimitStats) -> Response<Full<Bytes>> {
+    let mut doc = stats(&metrics::collect());
+    doc["limiter"] = json!({
+        "degraded_shards": limits.degraded_shards,
+        "fallbacks": limits.fallbacks,
+        "redis_calls": limits.redis_calls,
+        "redis_failures": limits.redis_failures,
+        "local_grants": limits.local_grants,
+        "live_nodes": limits.live_nodes,
+    });
+    json_response(&doc)
 }
 
 /// `GET /api/v1/dashboard/smpp-links`.
@@ -72,8 +82,9 @@ pub fn links_response<'a>(
 }
 
 /// `GET /metrics`.
-pub fn metrics_response(links: &LinkTable) -> Response<Full<Bytes>> {
-    let text = prometheus(&metrics::collect(), links, LinkTable::now_ms());
+pub fn metrics_response(links: &LinkTable, limits: LimitStats) -> Response<Full<Bytes>> {
+    let mut text = prometheus(&metrics::collect(), links, LinkTable::now_ms());
+    limiter_series(&mut text, &limits);
     response(text.into_bytes(), "text/plain; version=0.0.4; charset=utf-8")
 }
 
@@ -234,6 +245,48 @@ pub fn smpp_links(m: &Merged, links: &LinkTable, now_ms: u64) -> Value {
 
 // === Prometheus text exposition 0.0.4 ===
 
+/// The rate limiter's health: a node serving from local shares because Redis failed shows
+/// `smsgate_limiter_degraded_shards > 0` and a growing `smsgate_limiter_fallbacks_total`.
+fn limiter_series(out: &mut String, l: &LimitStats) {
+    use std::fmt::Write as _;
+    let series: [(&str, &str, &str, f64); 6] = [
+        (
+            "smsgate_limiter_degraded_shards",
+            "gauge",
+            "Shards limiting from local shares because Redis failed them.",
+            f64::from(l.degraded_shards),
+        ),
+        ("smsgate_limiter_fallbacks_total", "counter", "Times a shard fell back to local shares.", l.fallbacks as f64),
+        (
+            "smsgate_limiter_redis_calls_total",
+            "counter",
+            "Redis round trips for leases, heartbeats and destination caps.",
+            l.redis_calls as f64,
+        ),
+        (
+            "smsgate_limiter_redis_failures_total",
+            "counter",
+            "Redis calls that failed or missed their deadline.",
+            l.redis_failures as f64,
+        ),
+        (
+            "smsgate_limiter_local_grants_total",
+            "counter",
+            "Leases granted from node-local buckets.",
+            l.local_grants as f64,
+        ),
+        (
+            "smsgate_limiter_live_nodes",
+            "gauge",
+            "Nodes seen alive through the Redis heartbeat.",
+            f64::from(l.live_nodes),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    }
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -374,6 +427,25 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
         for (name, kind, help, v) in state_series {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {v}");
+        }
+    }
+
+    if let Some(w) = metrics::webhooks() {
+        let webhook_series: [(&str, &str, &str, &AtomicU64); 5] = [
+            ("smsgate_webhooks_pending", "gauge", "Delivery-report webhooks in the outbox.", &w.pending),
+            ("smsgate_webhooks_attempts_total", "counter", "Webhook POSTs made.", &w.attempts),
+            ("smsgate_webhooks_delivered_total", "counter", "Webhooks a receiver took (2xx).", &w.delivered),
+            (
+                "smsgate_webhooks_retried_total",
+                "counter",
+                "Webhook attempts that failed and were rescheduled.",
+                &w.retried,
+            ),
+            ("smsgate_webhooks_failed_total", "counter", "Webhooks given up after webhooks.max_age_s.", &w.failed),
+        ];
+        for (name, kind, help, v) in webhook_series {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
     }
 
