@@ -223,6 +223,7 @@ fn accepted(seq: u64, now_ms: u64) -> MessageRecord {
         link: LinkId::new(LINKS[i % LINKS.len()]),
         route: format!("link:{}", LINKS[i % LINKS.len()]),
         client_ref: Some(format!("order-2025-11-23-{seq:010}")),
+        callback_url: None,
         segments: 1 + (seq % 3) as u16,
         parts: vec![Part::default()],
         status: Status::Accepted,

@@ -23,7 +23,10 @@
 #   DLR_DELAY_MS [1000]       smsc-sim's delay before each receipt
 #   REDIS [0]                 1: start a redis-server on a free port for the L2 limits
 #                             (else smsgate runs single-node, L2 from a node-local bucket)
-#   NO_BUILD [0]              1: use the binaries already in target/release
+#   NO_BUILD [0]              1: use the binaries already in target/release (or BIN)
+#   BIN [target/release]      where the binaries are: a private copy keeps a run on one
+#                             build while others rebuild target/release
+#   SPIN_US []                smsgate's shards.spin_before_park_us (unset: not written)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +44,8 @@ DLR_DELAY_MS=${DLR_DELAY_MS:-1000}
 REDIS=${REDIS:-0}
 KEY=perf-key-0123456789abcdef
 LINK=bench
-BIN=target/release
+BIN=${BIN:-target/release}
+SPIN_US=${SPIN_US:-}
 
 SCENARIO=${1:-standard}
 case "$SCENARIO" in
@@ -117,6 +121,7 @@ EOF
 cat >"$TMP/smsgate.toml" <<EOF
 [shards]
 cpus = $cpus_toml
+$([[ -n $SPIN_US ]] && echo "spin_before_park_us = $SPIN_US")
 
 [http]
 listen = "$GATE"
@@ -187,7 +192,8 @@ note_load() {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo none) (uncommitted changes may be present)"
-    echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPS=$REPS CONNS=$CONNS H2=${H2_CONNS}x$H2_STREAMS GATE_CPUS=${GATE_CPUS:-all} LOADGEN_CPUS=${LOADGEN_CPUS:-any} LOADGEN_THREADS=$LOADGEN_THREADS DLR_DELAY_MS=$DLR_DELAY_MS REDIS=$REDIS"
+    echo "writer linger (experiment): SMSGATE_WRITER_LINGER_US=${SMSGATE_WRITER_LINGER_US:-unset} SMSGATE_WRITER_LINGER_BELOW=${SMSGATE_WRITER_LINGER_BELOW:-unset}"
+    echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPS=$REPS CONNS=$CONNS H2=${H2_CONNS}x$H2_STREAMS GATE_CPUS=${GATE_CPUS:-all} LOADGEN_CPUS=${LOADGEN_CPUS:-any} LOADGEN_THREADS=$LOADGEN_THREADS DLR_DELAY_MS=$DLR_DELAY_MS REDIS=$REDIS SPIN_US=${SPIN_US:-unset} BIN=$BIN"
 } >"$OUT/run.txt"
 cat "$OUT/run.txt"
 
@@ -211,6 +217,9 @@ if [[ $SCENARIO == memory ]]; then
     sleep 2
     r2=$(rss_kib "$GATE_PID")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$GATE_PID/status")
+    # Where the resident memory is: anonymous (heap, redb's cache) or file-backed (mmaps).
+    rollup=$(grep -E '^(Rss|Pss_Anon|Pss_File|Pss_Shmem|Anonymous):' "/proc/$GATE_PID/smaps_rollup" |
+        awk '{printf "%s %s KiB; ", $1, $2}')
     sim=$(rss_kib "$SIM_PID")
     disk=$(du -sk "$TMP/state" | cut -f1)
     {
@@ -221,10 +230,18 @@ if [[ $SCENARIO == memory ]]; then
         printf '%-28s %10s\n' "$((half + 2000))" "$r1"
         printf '%-28s %10s\n' "$((2 * half + 2000))" "$r2"
         echo "VmHWM ${hwm} KiB; state dir on disk ${disk} KiB; smsc-sim RSS ${sim} KiB"
+        echo "smaps_rollup at the end: $rollup"
         awk -v a="$r0" -v b="$r2" -v n="$((2 * half))" -v c="$r1" -v h="$half" 'BEGIN {
             slope = (b - a) * 1024 / n; slope2 = (b - c) * 1024 / h
             printf "growth: %.0f B per message over all %d, %.0f B per message over the second half\n", slope, n, slope2
-            printf "extrapolation (linear, not measured) to 1,000,000 awaiting: %.0f MB\n", (a * 1024 + slope2 * 1000000) / 1e6
+            total = n + 2000
+            if (total >= 1000000) {
+                printf "measured at %d awaiting: %.1f MB (%.1f MiB)\n", total, b * 1024 / 1e6, b / 1024
+            } else {
+                # From the last point on, at the second half slope (a plateau, slope <= 0, stays flat).
+                s2 = (slope2 > 0 ? slope2 : 0)
+                printf "extrapolation (linear from the last point at the second-half slope, not measured) to 1,000,000 awaiting: %.0f MB\n", (b * 1024 + s2 * (1000000 - total)) / 1e6
+            }
         }'
     } | tee "$OUT/memory.txt"
     echo "reports: $OUT"
@@ -243,12 +260,29 @@ run() { # run NAME MODE [loadgen options...]; NAME starts with bare- or gate-
     local shape=(--connections "$CONNS")
     [[ $mode == h2 ]] && shape=(--connections "$H2_CONNS" --streams "$H2_STREAMS")
     note_load "$name"
+    local b0=0
+    [[ $name == gate-* ]] && b0=$(state_batches)
     loadgen --mode "$mode" --target "$addr" --key "$KEY" --link "$LINK" "${shape[@]}" \
         --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
         --label "$name" --out "$OUT/$name" "$@" >/dev/null
     head -2 "$OUT/$name.txt"
+    if [[ $name == gate-* ]]; then
+        # Syncs per answered request: the state writer's batches over warm-up + measured
+        # window, against the requests answered over the same time (rps x (WARMUP+DURATION)).
+        local b=$(($(state_batches) - b0)) rps
+        rps=$(field "$OUT/$name.summary" rps)
+        local per=$(awk -v b="$b" -v r="$rps" -v t="$((WARMUP + DURATION))" \
+            'BEGIN {printf "%.3f", (r > 0 ? b / (r * t) : 0)}')
+        sed -i "s/\$/ state_batches=$b syncs_per_answer=$per/" "$OUT/$name.summary"
+        echo "  state writer: $b batches (one sync each), ~$per per answer"
+    fi
     [[ $name == gate-* ]] && stop_gate
     sleep "$SETTLE"
+}
+
+# The state writer's batches (one sync each) so far, from smsgate's /metrics.
+state_batches() {
+    curl -sf "http://$GATE/metrics" | awk '/^smsgate_state_batches_total / {print $2; f = 1} END {if (!f) print 0}'
 }
 
 # field FILE KEY: a value of a .summary file.
@@ -309,9 +343,9 @@ done
 {
     echo
     echo "Medians of $REPS runs (each column on its own). Latency in ms of 2xx answers; CPU in µs per answer."
-    printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' \
-        scenario "req/s" p50 p90 p99 p99.9 max "srv CPU" non-2xx errors
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s | %9s |\n' \
+        scenario "req/s" p50 p90 p99 p99.9 max "srv CPU" non-2xx errors "syncs/ans"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for mode in http1 h2; do
         for s in bare-max gate-max gate-25 gate-50 gate-75; do
             server=${s%-*} level=${s#*-}
@@ -319,12 +353,12 @@ done
             label="$mode ${server/gate/smsgate} max"
             [[ $server == bare ]] && label="$mode bare-server max"
             [[ $level != max ]] && label="$mode smsgate $level% ($(field "${files[0]}" rate)/s)"
-            printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s |\n' "$label" \
+            printf '| %-28s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %7s | %6s | %9s |\n' "$label" \
                 "$(median rps "${files[@]}")" "$(median p50 "${files[@]}")" \
                 "$(median p90 "${files[@]}")" "$(median p99 "${files[@]}")" \
                 "$(median p999 "${files[@]}")" "$(median max "${files[@]}")" \
                 "$(median server_cpu_us "${files[@]}")" "$(median non2xx "${files[@]}")" \
-                "$(median errors "${files[@]}")"
+                "$(median errors "${files[@]}")" "$(median syncs_per_answer "${files[@]}")"
         done
     done
     echo

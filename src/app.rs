@@ -9,10 +9,13 @@ use crate::inbound::InboundHandler;
 use crate::ingress::grpc::GrpcShard;
 use crate::ingress::http::Admin;
 use crate::ingress::http::{self, HttpSettings};
+use crate::notify::outbox::WebhookTargets;
 use crate::notify::stream::ReceiptHub;
+use crate::notify::webhook::{WebhookSender, WebhookStats};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::limit::l1::Rate;
 use crate::pipeline::limit::{LimitSpec, LimitTarget, Limiter, LimiterNode};
+use crate::pipeline::policy::{self, Policy, PolicyNode};
 use crate::pipeline::route::{Live, Router};
 use crate::pipeline::submit::{self, Handoff, LocalSessions, Submitter};
 use crate::pipeline::Pipeline;
@@ -22,6 +25,7 @@ use crate::smpp::link::LinkState;
 use crate::smpp::link::LinkTable;
 use crate::smpp::session::{Inbound, Session};
 use crate::state::embedded::EmbeddedStore;
+use crate::state::store::StateStore;
 use crate::state::writer::{Writer, WriterConfig};
 use futures_lite::future::FutureExt;
 use shards::MeshSender;
@@ -39,17 +43,27 @@ use std::time::Instant;
 
 /// Runs the node until SIGINT/SIGTERM (or `trigger`), then drains and returns.
 ///
-/// Shutdown order: stop accepting; finish in-flight requests; unbind SMPP sessions; flush the
-/// state store.
+/// Shutdown order: stop accepting; finish in-flight requests; unbind SMPP sessions; stop the
+/// webhook sender (pending events stay in the outbox); flush the state store.
 pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) -> Result<(), String> {
     let cfg = &loaded.config;
     shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
-    let store =
-        EmbeddedStore::open(&cfg.state.path).map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?;
+    let webhook_stats = Arc::new(WebhookStats::default());
+    let store = EmbeddedStore::open(&cfg.state.path)
+        .map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?
+        .with_webhooks(WebhookTargets::new(
+            &cfg.clients,
+            cfg.webhooks.max_pending_per_client,
+            Arc::clone(&webhook_stats.overflowed),
+        ));
+    let outbox = store.outbox_reader();
     let (writer, state) =
         Writer::spawn(store, WriterConfig { max_batch: cfg.state.max_batch, queue_capacity: cfg.state.queue_capacity })
             .map_err(|e| format!("starting the state writer: {e}"))?;
+    let webhooks = WebhookSender::spawn(outbox, state.clone(), &cfg.clients, &cfg.webhooks, webhook_stats)
+        .map_err(|e| format!("starting the webhook sender: {e}"))?;
+    crate::observe::metrics::set_webhooks(webhooks.stats());
 
     let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
         .map_err(|e| format!("shards.cpus: {e}"))?;
@@ -66,11 +80,18 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
     let limits = Arc::new(LimiterNode::new(node, nr_shards, cfg.redis.clone(), &limit_spec(&loaded)));
+    // Stops the blacklist reload thread when `run` returns.
+    let (blacklist, _blacklist_watcher) =
+        policy::blacklist::start(cfg.policy.blacklist_files.clone(), cfg.policy.blacklist_reload())
+            .map_err(|e| format!("policy.blacklist_files: {e}"))?;
+    let policy_node = Arc::new(PolicyNode::new(&cfg.policy, &cfg.clients, &cfg.redis, blacklist));
     let origin = Instant::now();
     let smpp = Arc::new(cfg.smpp.clone());
     let admin_key = cfg.admin.api_key.clone();
-    let result = shards::run(&cpus, &trigger, move |info, shutdown| {
+    let executor = shards::executor::Options { spin_before_park: cfg.shards.spin_before_park() };
+    let result = shards::executor::run_with(&cpus, &trigger, &executor, move |info, shutdown| {
         let limits = limits.clone();
+        let policy_node = policy_node.clone();
         let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
@@ -128,6 +149,14 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 }
             };
             limiter.start(shutdown.clone());
+            let policy = match Policy::new(policy_node) {
+                Ok(p) => Rc::new(p),
+                Err(e) => {
+                    tracing::error!(shard = info.id, error = %e, "policy stage failed to start");
+                    return;
+                }
+            };
+            policy.start(shutdown.clone());
             if info.id == 0 {
                 glommio::spawn_local(follow_pool_health(shard.clone())).detach();
             }
@@ -137,6 +166,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 auth,
                 live.clone(),
                 limiter,
+                policy,
                 Submitter::new(info.id, live.clone(), local.clone(), mesh),
                 state,
             ));
@@ -168,6 +198,8 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
             tracing::debug!(shard = info.id, "shard stopped");
         }
     });
+    // After the shards (no more receipts), before the writer it settles its entries through.
+    webhooks.shutdown();
     let flushed = writer.shutdown();
     result.map_err(|e| e.to_string())?;
     flushed.map_err(|e| format!("flushing the state store: {e}"))?;

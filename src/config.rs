@@ -3,6 +3,7 @@
 
 use crate::ids::{ClientId, LinkId};
 use crate::pipeline::limit::config::{ClientLimits, RedisConfig};
+use crate::pipeline::policy::config::{ClientPolicy, PolicyConfig};
 use crate::smpp::concat::LongMessages;
 use crate::smpp::receipt::IdFormat;
 use serde::Deserialize;
@@ -52,6 +53,12 @@ pub struct Config {
     pub redis: RedisConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Contact policy (`[policy]`): blacklist files, CP2 duplicates, CP1 caps.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Delivery-report webhooks: timeouts and retries (`[webhooks]`).
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     /// API clients. At least one is required.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -71,11 +78,20 @@ pub struct ShardsConfig {
     pub cpus: Vec<usize>,
     /// Items in flight from one shard to another before a hand-off is refused (503). Default 1024.
     pub mesh_capacity: Option<usize>,
+    /// A shard with nothing to do polls for new work this many µs before it parks (sleeps in
+    /// the kernel until woken). 0 (default): park at once. Spinning saves a park and a wake-up
+    /// when work comes back within the window, but burns the core while idle, taking it from
+    /// the state writer and anything else on it; measured in perf/RESULTS.md (issue 8).
+    pub spin_before_park_us: u64,
 }
 
 impl ShardsConfig {
     pub fn mesh_capacity(&self) -> usize {
         self.mesh_capacity.unwrap_or(1024)
+    }
+
+    pub fn spin_before_park(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.spin_before_park_us)
     }
 }
 
@@ -190,6 +206,76 @@ pub struct ClientConfig {
     /// per_destination_per_minute, per_destination_per_day. None set: no client limit.
     #[serde(default)]
     pub limits: ClientLimits,
+    /// Sender ids (`from`) this client may use, e.g. `["ACME", "+4912345"]`; any other is
+    /// refused with `unregistered_sender`. Empty (default): any sender.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    /// Which `[policy]` strategies apply to this client (`[clients.policy]`: `blacklist`,
+    /// `duplicate`, `caps`, each default true).
+    #[serde(default)]
+    pub policy: ClientPolicy,
+    /// Default delivery-report webhook, `http://host[:port]/path` (at most 512 characters);
+    /// a message's own `callback_url` wins. Absent (default): only messages that give one.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Key of the `X-Smsgate-Signature` HMAC-SHA256, at least 16 characters; required with
+    /// `webhook_url`. Absent: this client's webhooks go unsigned.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Events posted: `final` (default) and optionally `submitted`.
+    #[serde(default = "final_only")]
+    pub webhook_events: Vec<WebhookEvent>,
+}
+
+/// An event a client may ask webhooks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    Submitted,
+    Final,
+}
+
+fn final_only() -> Vec<WebhookEvent> {
+    vec![WebhookEvent::Final]
+}
+
+/// `[webhooks]`: how the sender thread posts delivery reports.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Connecting to a receiver may take this long, ms. Default 2000.
+    pub connect_timeout_ms: u64,
+    /// One whole attempt (connect, send, response) may take this long, ms. Default 5000.
+    pub request_timeout_ms: u64,
+    /// Delay before the first retry, ms; doubles per failed attempt, ±20 % jitter. Default 1000.
+    pub retry_initial_ms: u64,
+    /// Longest delay between attempts, ms. Default 600000 (10 min).
+    pub retry_max_ms: u64,
+    /// An event still undelivered this long after it was owed is marked failed, s. Default 86400.
+    pub max_age_s: u64,
+    /// Most events attempted per tick of the sender. Default 64.
+    pub batch: usize,
+    /// How often the sender looks for due events when idle, ms. Default 200.
+    pub poll_interval_ms: u64,
+    /// Events one client may have pending; beyond, a new event is kept as failed at once and
+    /// counted (`smsgate_webhooks_overflow_total`), so one dead receiver cannot fill the disk.
+    /// Default 100000.
+    pub max_pending_per_client: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 5_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 600_000,
+            max_age_s: 86_400,
+            batch: 64,
+            poll_interval_ms: 200,
+            max_pending_per_client: 100_000,
+        }
+    }
 }
 
 /// `smpp_rules.toml`.
@@ -420,6 +506,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     if let Some((key, reason)) = c.redis.invalid() {
         return Err(invalid(f, format!("redis.{key}"), reason));
     }
+    if let Some((key, reason)) = c.policy.invalid() {
+        return Err(invalid(f, format!("policy.{key}"), reason));
+    }
     if let Some(k) = &c.admin.api_key {
         if k.len() < 16 || k.chars().any(|ch| !ch.is_ascii_graphic()) || c.clients.iter().any(|cl| &cl.api_key == k) {
             return Err(invalid(
@@ -428,6 +517,23 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
                 "must be at least 16 printable ASCII characters, unlike any client key",
             ));
         }
+    }
+    let w = &c.webhooks;
+    for (key, v) in [
+        ("webhooks.connect_timeout_ms", w.connect_timeout_ms),
+        ("webhooks.request_timeout_ms", w.request_timeout_ms),
+        ("webhooks.retry_initial_ms", w.retry_initial_ms),
+        ("webhooks.max_age_s", w.max_age_s),
+        ("webhooks.batch", w.batch as u64),
+        ("webhooks.poll_interval_ms", w.poll_interval_ms),
+        ("webhooks.max_pending_per_client", w.max_pending_per_client),
+    ] {
+        if v == 0 {
+            return Err(invalid(f, key, "must be greater than 0"));
+        }
+    }
+    if w.retry_max_ms < w.retry_initial_ms {
+        return Err(invalid(f, "webhooks.retry_max_ms", "must be at least retry_initial_ms"));
     }
     if c.clients.is_empty() {
         return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));
@@ -444,8 +550,27 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
         if let Some(key) = client.limits.invalid() {
             return Err(invalid(f, format!("clients[{i}].limits.{key}"), "must be at least 1"));
         }
+        if let Some(s) = client.senders.iter().find(|s| crate::pipeline::policy::config::sender_key(s).is_none()) {
+            return Err(invalid(
+                f,
+                format!("clients[{i}].senders"),
+                format!("`{s}` is no sender: 1-11 letters, digits or spaces, or up to 15 digits (optionally with +)"),
+            ));
+        }
         if !keys.insert(client.api_key.as_str()) {
             return Err(invalid(f, format!("clients[{i}].api_key"), "is used by another client"));
+        }
+        if let Some(url) = &client.webhook_url {
+            crate::notify::outbox::check_url(url).map_err(|r| invalid(f, format!("clients[{i}].webhook_url"), r))?;
+            if client.webhook_secret.is_none() {
+                return Err(invalid(f, format!("clients[{i}].webhook_secret"), "is required with webhook_url"));
+            }
+        }
+        if client.webhook_secret.as_ref().is_some_and(|s| s.len() < 16 || s.chars().any(char::is_control)) {
+            return Err(invalid(f, format!("clients[{i}].webhook_secret"), "must be at least 16 characters"));
+        }
+        if client.webhook_events.is_empty() {
+            return Err(invalid(f, format!("clients[{i}].webhook_events"), "must name at least one event"));
         }
     }
     Ok(())
@@ -566,6 +691,25 @@ mod tests {
         assert_eq!(e.key, "clients[0].api_key");
         let e = parse_config("").unwrap_err();
         assert_eq!(e.key, "clients");
+    }
+
+    #[test]
+    fn webhook_settings_are_validated() {
+        let hooked = |extra: &str| parse_config(&format!("{CLIENT}{extra}"));
+        let c = hooked("webhook_url = \"http://127.0.0.1:9000/h\"\nwebhook_secret = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(c.clients[0].webhook_events, [WebhookEvent::Final]);
+        assert_eq!(c.webhooks.max_age_s, 86_400);
+        let key = |extra: &str| hooked(extra).unwrap_err().key;
+        assert_eq!(key("webhook_url = \"http://127.0.0.1:9000/h\"\n"), "clients[0].webhook_secret");
+        assert_eq!(
+            key("webhook_url = \"https://example.com/h\"\nwebhook_secret = \"0123456789abcdef\"\n"),
+            "clients[0].webhook_url"
+        );
+        assert_eq!(key("webhook_secret = \"short\"\n"), "clients[0].webhook_secret");
+        assert_eq!(key("webhook_events = []\n"), "clients[0].webhook_events");
+        assert_eq!(key("webhook_events = [\"delivered\"]\n"), "clients.webhook_events");
+        assert_eq!(key("[webhooks]\nretry_initial_ms = 2000\nretry_max_ms = 1000\n"), "webhooks.retry_max_ms");
+        assert_eq!(key("[webhooks]\nbatch = 0\n"), "webhooks.batch");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! A receipt is correlated by (link, SMSC message id) and kept in the state store before the
 //! SMSC gets its deliver_sm_resp; a store failure answers ESME_RX_T_APPN so the SMSC retries.
+//! The same store transaction owes the client's delivery-report webhook (`notify::outbox`),
+//! so the acknowledgement also means the webhook will be sent.
 //! Inbound messages (MO) are refused with ESME_RX_T_APPN until MO routing lands (issue 11),
 //! so the SMSC keeps them instead of smsgate losing them.
 

@@ -2,6 +2,7 @@
 //! field, Retry-After. docs/errors.md lists the same table for clients.
 
 use crate::pipeline::auth::AuthError;
+use crate::pipeline::policy::PolicyStatus;
 use crate::pipeline::route::RouteError;
 use crate::pipeline::submit::SubmitFailure;
 use crate::pipeline::Rejection;
@@ -166,6 +167,7 @@ impl From<Rejection> for ErrorReply {
                     format!("over the {:?} limit `{}`; retry after {} s", l.layer, l.key, l.retry_after_secs()),
                 )
             },
+            Rejection::Policy(p) => ErrorReply::new(StatusCode::FORBIDDEN, p.status.as_str(), policy_message(p.status)),
             Rejection::NotSubmitted(f) => not_submitted(f),
             Rejection::SmscRejected { id, status }
                 if status == CommandStatus::RTHROTTLED || status == CommandStatus::RMSGQFUL =>
@@ -216,6 +218,16 @@ impl From<Rejection> for ErrorReply {
                 ErrorReply::new(StatusCode::NOT_FOUND, "message_not_found", "no such message")
             }
         }
+    }
+}
+
+fn policy_message(s: PolicyStatus) -> &'static str {
+    match s {
+        PolicyStatus::UnregisteredSender => "`from` is not a sender registered for this client",
+        PolicyStatus::Blacklist => "the destination number is blacklisted",
+        PolicyStatus::Duplicate => "the same text went to this number within the duplicate window",
+        PolicyStatus::DailyCp => "this number has had its daily cap of messages (calendar day, UTC)",
+        PolicyStatus::WeeklyCp => "this number has had its weekly cap of messages (calendar week, UTC)",
     }
 }
 
@@ -328,6 +340,8 @@ pub fn grpc_status(r: Rejection) -> GrpcReply {
         Rejection::SmscRejected { .. } => GrpcCode::FailedPrecondition,
         Rejection::SmscTimeout { .. } => GrpcCode::DeadlineExceeded,
         Rejection::Limited(_) => GrpcCode::ResourceExhausted,
+        // A business rule refused it; the same message would be refused again.
+        Rejection::Policy(_) => GrpcCode::FailedPrecondition,
     };
     let reply = ErrorReply::from(r);
     let retry_after_ms = precise_ms.or(reply.retry_after_s.map(|s| u64::from(s) * 1000));

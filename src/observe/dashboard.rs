@@ -431,7 +431,7 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
     }
 
     if let Some(w) = metrics::webhooks() {
-        let webhook_series: [(&str, &str, &str, &AtomicU64); 5] = [
+        let webhook_series: [(&str, &str, &str, &AtomicU64); 6] = [
             ("smsgate_webhooks_pending", "gauge", "Delivery-report webhooks in the outbox.", &w.pending),
             ("smsgate_webhooks_attempts_total", "counter", "Webhook POSTs made.", &w.attempts),
             ("smsgate_webhooks_delivered_total", "counter", "Webhooks a receiver took (2xx).", &w.delivered),
@@ -442,6 +442,12 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
                 &w.retried,
             ),
             ("smsgate_webhooks_failed_total", "counter", "Webhooks given up after webhooks.max_age_s.", &w.failed),
+            (
+                "smsgate_webhooks_overflow_total",
+                "counter",
+                "Webhooks not queued: the client's outbox share (webhooks.max_pending_per_client) was full.",
+                &w.overflowed,
+            ),
         ];
         for (name, kind, help, v) in webhook_series {
             family(&mut out, name, kind, help);

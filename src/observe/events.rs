@@ -69,6 +69,7 @@ pub fn classify(r: &Rejection) -> (Outcome, Option<RejectLabel>) {
             };
             (Outcome::Rejected, Some(RejectLabel { layer, reason: Reason::Key(l.key.clone()) }))
         }
+        Rejection::Policy(p) => named("policy", p.status.as_str()),
         Rejection::NotSubmitted(f) => named("submit", submit_reason(f)),
         Rejection::SmscRejected { status, .. } => {
             (Outcome::Rejected, Some(RejectLabel { layer: "smsc", reason: Reason::Status(status.0) }))

@@ -18,6 +18,7 @@
 
 use super::events::LinkWatch;
 use crate::ids::LinkId;
+use crate::notify::webhook::WebhookStats;
 use crate::pipeline::route::Live;
 use crate::pipeline::submit::LocalSessions;
 use crate::smpp::link::LinkTable;
@@ -423,6 +424,18 @@ pub fn spawn_publisher(shard: usize, sessions: LocalSessions, live: Rc<Live>, st
 
 pub fn state() -> Option<&'static StateHandle> {
     STATE.get()
+}
+
+/// The webhook sender's counters (its own thread, atomics).
+static WEBHOOKS: OnceLock<Arc<WebhookStats>> = OnceLock::new();
+
+/// Set once at start-up by `app.rs`.
+pub fn set_webhooks(stats: Arc<WebhookStats>) {
+    let _set_once_per_process = WEBHOOKS.set(stats);
+}
+
+pub fn webhooks() -> Option<&'static WebhookStats> {
+    WEBHOOKS.get().map(|s| &**s)
 }
 
 // === merged ===

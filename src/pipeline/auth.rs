@@ -41,11 +41,9 @@ mod tests {
 
     #[test]
     fn bearer_keys() {
-        let auth = Auth::new(&[ClientConfig {
-            name: ClientId::new("acme"),
-            api_key: "0123456789abcdef".into(),
-            limits: Default::default(),
-        }]);
+        // Parsed, so fields added to `[[clients]]` later take their defaults here.
+        let client: ClientConfig = toml::from_str("name = \"acme\"\napi_key = \"0123456789abcdef\"").unwrap();
+        let auth = Auth::new(&[client]);
         assert_eq!(auth.authenticate(Some(b"Bearer 0123456789abcdef")).unwrap().as_str(), "acme");
         assert_eq!(auth.authenticate(Some(b"bearer 0123456789abcdef")).unwrap().as_str(), "acme");
         assert_eq!(auth.authenticate(None), Err(AuthError::Missing));

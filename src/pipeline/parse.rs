@@ -21,6 +21,10 @@ pub struct SubmitFields {
     pub pool: Option<String>,
     #[serde(default)]
     pub client_ref: Option<String>,
+    /// Where this message's delivery-report webhooks go (`http://...`, at most 512
+    /// characters), instead of the client's `webhook_url`.
+    #[serde(default)]
+    pub callback_url: Option<String>,
     /// Optional TLVs passed through to every submit_sm of the message.
     #[serde(default)]
     pub tlvs: Vec<TlvField>,
@@ -74,6 +78,7 @@ pub struct SubmitRequest {
     pub text: Encoded,
     pub target: Target,
     pub client_ref: Option<String>,
+    pub callback_url: Option<String>,
     pub tlvs: Vec<Tlv>,
 }
 
@@ -139,8 +144,13 @@ pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
             ));
         }
     }
+    if let Some(url) = &b.callback_url {
+        crate::notify::outbox::check_url(url).map_err(|reason| {
+            ParseError::new("invalid_callback_url", "callback_url", format!("`callback_url` {reason}"))
+        })?;
+    }
     let tlvs = parse_tlvs(&b.tlvs)?;
-    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref, tlvs })
+    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref, callback_url: b.callback_url, tlvs })
 }
 
 fn parse_tlvs(fields: &[TlvField]) -> Result<Vec<Tlv>, ParseError> {

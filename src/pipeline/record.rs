@@ -81,6 +81,7 @@ mod tests {
             link: LinkId::new("l"),
             route: String::new(),
             client_ref: None,
+            callback_url: None,
             segments: 2,
             parts: Vec::new(),
             status: Status::Accepted,

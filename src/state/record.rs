@@ -71,6 +71,9 @@ pub struct MessageRecord {
     pub route: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ref: Option<String>,
+    /// Where this message's delivery-report webhooks go, instead of its client's `webhook_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
     /// SMS segments the text takes (what the handset receives and the operator bills).
     pub segments: u16,
     /// One entry per submit_sm sent: one per segment with UDH concatenation, a single one when
@@ -151,7 +154,11 @@ impl MessageRecord {
                 smsc_done_date: p.smsc_done_date.clone(),
             },
         };
-        self.push(transition);
+        // A receipt can arrive before smsgate recorded the submit (it was parked, then applied
+        // by the submit's write): keep the record's transitions in time order; the part keeps
+        // the receipt's own arrival time in `receipt_at_ms`.
+        let last = self.transitions.last().map_or(0, |t| t.at_ms);
+        self.push(Transition { at_ms: transition.at_ms.max(last), ..transition });
         ReceiptEffect::Applied
     }
 }
@@ -197,6 +204,7 @@ mod tests {
             link: LinkId::new("100"),
             route: String::new(),
             client_ref: None,
+            callback_url: None,
             segments: parts as u16,
             parts: (0..parts)
                 .map(|i| Part {
@@ -243,6 +251,16 @@ mod tests {
         assert_eq!(rec.status, Status::Undeliverable);
         assert_eq!(rec.transitions.last().unwrap().error_code.as_deref(), Some("034"));
         assert_eq!(rec.parts[1].status, Some(Status::Delivered));
+    }
+
+    #[test]
+    fn a_receipt_older_than_the_submit_keeps_transitions_in_order() {
+        let mut rec = record(1);
+        let early = Receipt { received_at_ms: 1, ..receipt(Status::Delivered, "000") };
+        rec.apply_receipt(0, &early);
+        let times: Vec<u64> = rec.transitions.iter().map(|t| t.at_ms).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert_eq!(rec.parts[0].receipt_at_ms, Some(1));
     }
 
     #[test]

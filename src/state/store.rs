@@ -3,9 +3,16 @@
 //! A backend is owned by one writer thread (`state/writer.rs`), which hands it whole batches:
 //! `apply` must make every op of the batch durable before it returns (one sync per batch:
 //! group commit), because the writer acknowledges the shards only after it returns.
+//!
+//! Webhook outbox: when an op moves a message to a final status (or to `submitted`, for a
+//! client that asked for it) and the message has a webhook URL, the backend writes an
+//! [`OutboxEntry`] in the same durable batch as the record, so a receipt acknowledged to the
+//! SMSC always has its webhook owed. The sender thread reads due entries with
+//! [`OutboxRead::due_webhooks`] (from [`StateStore::outbox_reader`]) and settles them with the `Webhook*` ops.
 
 use super::record::{MessageRecord, Receipt};
 use crate::ids::{ClientId, MessageId};
+use crate::notify::outbox::OutboxEntry;
 
 /// One write in a batch.
 #[derive(Clone, Debug)]
@@ -17,6 +24,12 @@ pub enum Op {
     /// transition. If no message has that key yet, park the receipt durably under the key;
     /// the `Put` that brings the key applies it.
     Receipt(Receipt),
+    /// The webhook of outbox entry `seq` got a 2xx: remove it.
+    WebhookDone(u64),
+    /// The webhook of outbox entry `seq` failed: count the attempt, try again at `next_at_ms`.
+    WebhookRetry { seq: u64, next_at_ms: u64 },
+    /// The webhook of outbox entry `seq` is past its max age: move it to the failed table.
+    WebhookFailed(u64),
 }
 
 /// What one op did.
@@ -53,4 +66,21 @@ pub trait StateStore: Send + 'static {
 
     /// Reads one record.
     fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// A reader of the webhook outbox for the sender thread. It reads beside the writer (a
+    /// snapshot; it never blocks a batch) and never writes: the sender settles entries with
+    /// `Webhook*` ops through the writer, the one writer of the store.
+    fn outbox_reader(&self) -> Box<dyn OutboxRead>;
+}
+
+/// The sender thread's read of the outbox.
+pub trait OutboxRead: Send + 'static {
+    /// Up to `limit` outbox entries due at `now_ms`, earliest due first. An entry is left out
+    /// while an earlier entry of the same message is still pending, so the events of one
+    /// message are delivered in order. Sees every batch committed before the call. Entries
+    /// not due cost nothing here: a long backlog for a dead receiver hides no other entry.
+    fn due_webhooks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Entries in the outbox (due or not), for the pending gauge.
+    fn pending(&self) -> Result<u64, StoreError>;
 }

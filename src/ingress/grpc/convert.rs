@@ -28,7 +28,16 @@ pub fn fields(m: pb::SubmitRequest) -> Result<SubmitFields, ParseError> {
             Ok(TlvField { tag, value: hex(&t.value) })
         })
         .collect::<Result<_, ParseError>>()?;
-    Ok(SubmitFields { to: m.to, from: m.from, text: m.text, link, pool, client_ref: m.client_ref, tlvs })
+    Ok(SubmitFields {
+        to: m.to,
+        from: m.from,
+        text: m.text,
+        link,
+        pool,
+        client_ref: m.client_ref,
+        callback_url: m.callback_url,
+        tlvs,
+    })
 }
 
 /// `parse` takes TLV values in hex, as the JSON API carries them.
@@ -114,5 +123,25 @@ pub fn receipt(e: &ReceiptEvent) -> pb::Receipt {
         error_code: r.error_code.clone(),
         smsc_done_date: r.smsc_done_date.clone(),
         received_at_ms: r.received_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_url_reaches_validation() {
+        let m = pb::SubmitRequest {
+            to: "+4915112345678".into(),
+            from: "ACME".into(),
+            text: "hi".into(),
+            callback_url: Some("http://127.0.0.1:9/h".into()),
+            ..Default::default()
+        };
+        let f = fields(m).unwrap();
+        assert_eq!(f.callback_url.as_deref(), Some("http://127.0.0.1:9/h"));
+        let bad = SubmitFields { callback_url: Some("ftp://127.0.0.1/h".into()), ..f };
+        assert_eq!(crate::pipeline::parse::validate(bad).unwrap_err().code, "invalid_callback_url");
     }
 }

@@ -198,7 +198,7 @@ impl RedisLimits {
         })
     }
 
-    async fn call(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Vec<i64>, RedisFail> {
+    pub(crate) async fn call(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Vec<i64>, RedisFail> {
         let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, key, args).await) };
         let value = match glommio::timer::timeout(self.deadline, fut).await {
             Ok(Ok(v)) => v,

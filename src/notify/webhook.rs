@@ -1,0 +1,399 @@
+//! The webhook sender: one thread, not a shard, that posts the outbox's due delivery reports.
+//!
+//! Each tick it reads up to `batch` due entries from the store's outbox reader (a read
+//! transaction beside the writer, so a long outbox never delays a commit), posts them one by one with a connect and a whole-request timeout, and
+//! settles each through the writer: a 2xx removes it (`Op::WebhookDone`); anything else
+//! stores the next attempt's time (`Op::WebhookRetry`, exponential backoff with jitter), so a
+//! restart resumes the schedule; an entry older than `max_age_s` is moved to the failed table
+//! (`Op::WebhookFailed`) and counted. Shards never wait for this thread: a dead or hanging
+//! receiver costs this thread at most `batch × request_timeout_ms` per tick and nothing else.
+//! Blocking is fine here (its own thread), hence `block_on` over the writer's futures.
+#![allow(clippy::disallowed_methods)] // a side thread: blocking waits are its job
+
+use super::outbox::{backoff_ms, OutboxEntry};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ClientConfig, WebhooksConfig};
+use crate::ids::ClientId;
+use crate::state::store::{Op, OutboxRead};
+use crate::state::writer::StateHandle;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use futures_lite::future::block_on;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub const SIGNATURE_HEADER: &str = "X-Smsgate-Signature";
+/// The idempotency header: the event id, the same on every attempt.
+pub const EVENT_ID_HEADER: &str = "X-Smsgate-Event-Id";
+
+/// Counters for metrics and tests. Relaxed: monotonic counts.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// POSTs made, whatever their result.
+    pub attempts: AtomicU64,
+    /// Events a receiver answered with a 2xx.
+    pub delivered: AtomicU64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: AtomicU64,
+    /// Events given up after `max_age_s`.
+    pub failed: AtomicU64,
+    /// Events in the outbox at the last tick (gauge).
+    pub pending: AtomicU64,
+    /// Events not queued because their client's outbox share was full (counted by the store).
+    pub overflowed: Arc<AtomicU64>,
+}
+
+/// The running sender thread. Dropping it stops it like [`WebhookSender::shutdown`].
+pub struct WebhookSender {
+    thread: Option<JoinHandle<()>>,
+    /// Dropped (or sent to) to stop the thread between attempts.
+    stop: Option<Sender<()>>,
+    stats: Arc<WebhookStats>,
+}
+
+impl WebhookSender {
+    /// Starts the thread "webhook-sender".
+    /// `stats` is shared with the store's `WebhookTargets` (its `overflowed` counter).
+    pub fn spawn(
+        outbox: Box<dyn OutboxRead>,
+        state: StateHandle,
+        clients: &[ClientConfig],
+        cfg: &WebhooksConfig,
+        stats: Arc<WebhookStats>,
+    ) -> std::io::Result<Self> {
+        let secrets: HashMap<ClientId, String> =
+            clients.iter().filter_map(|c| c.webhook_secret.clone().map(|s| (c.name.clone(), s))).collect();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .timeout_global(Some(Duration::from_millis(cfg.request_timeout_ms)))
+            .build()
+            .into();
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let sender =
+            Worker { outbox, state, secrets, agent, cfg: cfg.clone(), stats: Arc::clone(&stats), clock: SystemClock };
+        let thread =
+            std::thread::Builder::new().name("webhook-sender".to_owned()).spawn(move || sender.run(&stopped))?;
+        Ok(WebhookSender { thread: Some(thread), stop: Some(stop), stats })
+    }
+
+    pub fn stats(&self) -> Arc<WebhookStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops after the attempt in flight (at most `request_timeout_ms`) and joins the thread.
+    /// Whatever is not delivered stays in the outbox for the next start.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("webhook sender thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WebhookSender {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Signs `body` at unix time `t` with `secret`: the value of [`SIGNATURE_HEADER`].
+pub fn sign(secret: &str, t: u64, body: &str) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    /// `unreachable`: no HTTP answer at all (refused, reset, timed out).
+    Failed {
+        why: String,
+        unreachable: bool,
+    },
+}
+
+/// The `host[:port]` of a checked callback URL (`outbox::check_url`).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+struct Worker<C: Clock> {
+    outbox: Box<dyn OutboxRead>,
+    /// Settles entries: the store's one writer.
+    state: StateHandle,
+    secrets: HashMap<ClientId, String>,
+    agent: ureq::Agent,
+    cfg: WebhooksConfig,
+    stats: Arc<WebhookStats>,
+    clock: C,
+}
+
+impl<C: Clock> Worker<C> {
+    fn run(&self, stopped: &Receiver<()>) {
+        let poll = Duration::from_millis(self.cfg.poll_interval_ms);
+        loop {
+            let worked = self.tick(stopped);
+            // A full batch: more may be due, go on at once; else wait for the next poll.
+            let wait = if worked >= self.cfg.batch { Duration::ZERO } else { poll };
+            match stopped.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// One tick: attempt what is due. Returns how many entries it took.
+    fn tick(&self, stopped: &Receiver<()>) -> usize {
+        if let Ok(n) = self.outbox.pending() {
+            self.stats.pending.store(n, Ordering::Relaxed);
+        }
+        let due = match self.outbox.due_webhooks(self.clock.now_ms(), self.cfg.batch) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(suppressed) = crate::observe::events::log_due("", "webhook_outbox_read") {
+                    tracing::warn!(error = %e, suppressed, "webhook outbox not readable; retrying");
+                }
+                return 0;
+            }
+        };
+        let n = due.len();
+        // Hosts that could not be reached this tick (refused, timed out): their other entries
+        // of the tick are rescheduled without a request, so a dead or hanging receiver costs
+        // one timeout per tick, not one per event, and the other receivers' events go on.
+        let mut unreachable: HashSet<String> = HashSet::new();
+        for entry in due {
+            if !matches!(stopped.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
+                break;
+            }
+            let host = host_of(&entry.url);
+            let attempt = if unreachable.contains(host) {
+                Attempt::Failed { why: "host unreachable earlier in this tick".to_owned(), unreachable: true }
+            } else {
+                self.post(&entry, self.clock.now_ms())
+            };
+            if matches!(attempt, Attempt::Failed { unreachable: true, .. }) {
+                unreachable.insert(host.to_owned());
+            }
+            self.settle(&entry, attempt);
+        }
+        n
+    }
+
+    /// Records the result of one attempt through the writer.
+    fn settle(&self, entry: &OutboxEntry, attempt: Attempt) {
+        let op = match attempt {
+            Attempt::Delivered => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                Op::WebhookDone(entry.seq)
+            }
+            Attempt::Failed { why, .. } => {
+                let now = self.clock.now_ms();
+                let age_ms = now.saturating_sub(entry.created_at_ms);
+                if age_ms >= self.cfg.max_age_s.saturating_mul(1_000) {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(event = %entry.event_id, client = %entry.client, attempts = entry.attempts + 1, reason = %why, "webhook given up after its max age");
+                    Op::WebhookFailed(entry.seq)
+                } else {
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    let delay = backoff_ms(
+                        entry.attempts,
+                        self.cfg.retry_initial_ms,
+                        self.cfg.retry_max_ms,
+                        now ^ entry.seq.rotate_left(17),
+                    );
+                    if let Some(suppressed) = crate::observe::events::log_due(entry.client.as_str(), "webhook_retry") {
+                        tracing::info!(event = %entry.event_id, client = %entry.client, reason = %why, delay_ms = delay, suppressed, "webhook failed; will retry");
+                    }
+                    Op::WebhookRetry { seq: entry.seq, next_at_ms: now + delay }
+                }
+            }
+        };
+        if let Err(e) = block_on(self.state.webhook(op)) {
+            // Not recorded: the entry stays as it was and is attempted again (at least once).
+            if let Some(suppressed) = crate::observe::events::log_due("", "webhook_settle") {
+                tracing::warn!(event = %entry.event_id, error = %e, suppressed, "webhook result not recorded");
+            }
+        }
+    }
+
+    fn post(&self, entry: &OutboxEntry, now_ms: u64) -> Attempt {
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        let mut req = self
+            .agent
+            .post(&entry.url)
+            .header("Content-Type", "application/json")
+            .header(EVENT_ID_HEADER, &entry.event_id);
+        if let Some(secret) = self.secrets.get(&entry.client) {
+            req = req.header(SIGNATURE_HEADER, &sign(secret, now_ms / 1_000, &entry.body));
+        }
+        match req.send(entry.body.as_bytes()) {
+            Ok(r) if r.status().is_success() => Attempt::Delivered,
+            Ok(r) => Attempt::Failed { why: format!("HTTP {}", r.status().as_u16()), unreachable: false },
+            Err(e) => Attempt::Failed { why: e.to_string(), unreachable: true },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_has_the_documented_form() {
+        // The value itself is checked against Python's `hmac` in tests/webhooks.rs.
+        let a = sign("secret-secret-secret", 1_700_000_000, "{\"a\":1}");
+        assert!(a.starts_with("t=1700000000,v1="));
+        assert_eq!(a.len(), "t=1700000000,v1=".len() + 64);
+        assert_eq!(a, sign("secret-secret-secret", 1_700_000_000, "{\"a\":1}"));
+        assert_ne!(a, sign("secret-secret-secreT", 1_700_000_000, "{\"a\":1}"));
+    }
+
+    struct Driven(Arc<AtomicU64>);
+
+    impl Clock for Driven {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A store with `n` final events owed to `url`, a writer, and a worker on a driven clock
+    /// (starting at 2,000 ms).
+    fn setup(
+        url: &str,
+        n: u64,
+        cfg: WebhooksConfig,
+    ) -> (Worker<Driven>, crate::state::writer::Writer, Arc<AtomicU64>, tempfile::TempDir) {
+        use crate::ids::{LinkId, MessageId, Msisdn, SmscMessageId};
+        use crate::notify::outbox::WebhookTargets;
+        use crate::state::embedded::EmbeddedStore;
+        use crate::state::record::{MessageRecord, Part, Receipt, Status, Transition};
+        use crate::state::store::StateStore;
+        use crate::state::writer::{Writer, WriterConfig};
+
+        let client: ClientConfig = toml::from_str(&format!(
+            "name = \"acme\"\napi_key = \"k\"\nwebhook_url = \"{url}\"\nwebhook_secret = \"s\"\n"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let targets = WebhookTargets::new(&[client], 10, Arc::default());
+        let mut store = EmbeddedStore::open(dir.path()).unwrap().with_webhooks(targets);
+        let mut ops = Vec::new();
+        for i in 0..n {
+            let smsc = SmscMessageId::new(&format!("a{i}"));
+            let mut rec = MessageRecord {
+                id: MessageId(i),
+                client: ClientId::new("acme"),
+                to: Msisdn("4915112345678".to_owned()),
+                from: "ACME".to_owned(),
+                link: LinkId::new("vf-1"),
+                route: String::new(),
+                client_ref: None,
+                callback_url: None,
+                segments: 1,
+                parts: vec![Part { smsc_message_id: Some(smsc.clone()), ..Part::default() }],
+                status: Status::Accepted,
+                transitions: vec![Transition::at(Status::Accepted, 1_000)],
+            };
+            rec.push(Transition::at(Status::Submitted, 1_000));
+            let receipt = Receipt {
+                link: LinkId::new("vf-1"),
+                smsc_message_id: smsc,
+                status: Status::Delivered,
+                error_code: None,
+                smsc_done_date: None,
+                received_at_ms: 2_000,
+            };
+            ops.extend([Op::Put(rec), Op::Receipt(receipt)]);
+        }
+        store.apply(&ops).unwrap();
+        let outbox = store.outbox_reader();
+        let (writer, state) = Writer::spawn(store, WriterConfig::default()).unwrap();
+        let now = Arc::new(AtomicU64::new(2_000));
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(cfg.request_timeout_ms)))
+            .build()
+            .into();
+        let worker = Worker {
+            outbox,
+            state,
+            secrets: HashMap::new(),
+            agent,
+            cfg,
+            stats: Arc::new(WebhookStats::default()),
+            clock: Driven(now.clone()),
+        };
+        (worker, writer, now, dir)
+    }
+
+    /// A receiver that refuses connections: retries are spaced by the backoff (driven clock,
+    /// no sleeps), then the event is given up at its max age and counted.
+    #[test]
+    fn failing_events_back_off_then_fail_at_max_age() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg =
+            WebhooksConfig { retry_initial_ms: 1_000, retry_max_ms: 4_000, max_age_s: 10, ..WebhooksConfig::default() };
+        let (worker, writer, now, _dir) = setup(&format!("http://127.0.0.1:{closed}/h"), 1, cfg);
+        let (_keep, stopped) = crossbeam_channel::bounded::<()>(1);
+        let next_at = |w: &Worker<Driven>| w.outbox.due_webhooks(u64::MAX, 1).unwrap()[0].next_at_ms;
+
+        assert_eq!(worker.tick(&stopped), 1);
+        let first = next_at(&worker);
+        assert!((2_800..=3_200).contains(&first), "first retry after 1 s ± 20 %: {first}");
+        assert_eq!(worker.tick(&stopped), 0, "not due yet");
+        now.store(first, Ordering::SeqCst);
+        assert_eq!(worker.tick(&stopped), 1);
+        let second = next_at(&worker);
+        assert!((first + 1_600..=first + 2_400).contains(&second), "then 2 s ± 20 %: {}", second - first);
+        now.store(12_000, Ordering::SeqCst);
+        assert_eq!(worker.tick(&stopped), 1);
+        assert!(worker.outbox.due_webhooks(u64::MAX, 1).unwrap().is_empty(), "given up at 10 s of age");
+        assert_eq!(worker.outbox.pending().unwrap(), 0);
+        let s = &worker.stats;
+        let counts = [&s.attempts, &s.retried, &s.failed, &s.delivered].map(|c| c.load(Ordering::Relaxed));
+        assert_eq!(counts, [3, 2, 1, 0]);
+        drop(worker);
+        writer.shutdown().unwrap();
+    }
+
+    /// A receiver that accepts connections and never answers costs one timeout per tick: the
+    /// tick's other events for that host are rescheduled without a request.
+    #[test]
+    fn a_hanging_host_costs_one_timeout_per_tick() {
+        // Bound, never accepted: the kernel completes the handshake, nobody answers.
+        let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = hanging.local_addr().unwrap().port();
+        let cfg = WebhooksConfig { request_timeout_ms: 300, ..WebhooksConfig::default() };
+        let (worker, writer, _now, _dir) = setup(&format!("http://127.0.0.1:{port}/h"), 5, cfg);
+        let (_keep, stopped) = crossbeam_channel::bounded::<()>(1);
+        let start = std::time::Instant::now();
+        assert_eq!(worker.tick(&stopped), 5);
+        assert!(start.elapsed() < Duration::from_millis(1_500), "one timeout, not five: {:?}", start.elapsed());
+        let s = &worker.stats;
+        assert_eq!((s.attempts.load(Ordering::Relaxed), s.retried.load(Ordering::Relaxed)), (1, 5));
+        assert_eq!(worker.tick(&stopped), 0, "all five rescheduled");
+        drop(worker);
+        writer.shutdown().unwrap();
+    }
+}

@@ -1,0 +1,191 @@
+//! Contact policy end to end (issue 9): real `smsgate` processes, a real `smsc-sim` and a real
+//! redis-server. Every refused message is answered 403 with its policy status, and the SMSC
+//! sees exactly the accepted ones (the sim's `submit_sm` counter).
+
+// Test clients are plain threads, not shards: polling a reload may sleep.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "support/redis.rs"]
+mod redis_server;
+mod support;
+
+use redis_server::RedisServer;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::*;
+
+/// Submits and counts what was accepted, to compare with the SMSC's counter at the end.
+struct Client {
+    agent: ureq::Agent,
+    accepted: u64,
+}
+
+impl Client {
+    fn new() -> Self {
+        Client { agent: agent(), accepted: 0 }
+    }
+
+    /// `None` accepted (200), else the refusal's `code` (after checking it is a 403). A 429
+    /// is retried: with Redis, a shard refuses until its first L2 lease arrives (the rate
+    /// limits run before the policy; see `tests/limits_e2e.rs`).
+    fn send(&mut self, gw: &Gateway, key: &str, from: &str, to: &str, text: &str) -> Option<String> {
+        let body = json!({"to": to, "from": from, "text": text, "link": "100"});
+        let mut tries = 0;
+        let (status, body) = loop {
+            let (status, answer) = submit(&self.agent, gw, key, &body);
+            tries += 1;
+            if status != 429 || tries == 100 {
+                break (status, answer);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status == 200 {
+            self.accepted += 1;
+            return None;
+        }
+        assert_eq!(status, 403, "{body}");
+        Some(body["error"]["code"].as_str().unwrap_or("").to_owned())
+    }
+}
+
+fn submits_seen(sim: &mut Sim) -> u64 {
+    let stats = sim.control("stats");
+    stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("submit_sm="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no submit_sm counter in {stats}"))
+}
+
+fn refused(code: &str) -> Option<String> {
+    Some(code.to_owned())
+}
+
+/// Touches `path` with new content and a modification time clearly after the old one (some
+/// file systems keep whole seconds).
+fn rewrite(path: &std::path::Path, text: &str, step: u64) {
+    std::fs::write(path, text).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(step);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(later).unwrap();
+}
+
+/// Single node, no Redis, one shard (CP2 is per shard without Redis): registered senders,
+/// a blacklist file and its reload, duplicates within the window and after it.
+#[test]
+fn senders_blacklist_and_duplicates_without_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = Sim::start(&[]);
+    let blacklist = dir.path().join("blacklist.txt");
+    std::fs::write(&blacklist, "# do not disturb\n+4915100000001\n").unwrap();
+    let cfg = GatewayConfig {
+        extra_config: format!(
+            "[shards]\ncpus = [0]\n\n[policy]\nblacklist_files = [\"{}\"]\nblacklist_reload_ms = 50\nduplicate_window_s = 2\n",
+            blacklist.display()
+        ),
+        client_extra: "senders = [\"ACME\", \"+4912345\"]".into(),
+        ..GatewayConfig::one_link(sim.port)
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let mut c = Client::new();
+
+    // Sender registration: acme only with its senders; `other` registered none, so any.
+    assert_eq!(c.send(&gw, API_KEY, "EVIL", "+4915100000009", "s1"), refused("unregistered_sender"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000009", "s2"), None);
+    assert_eq!(c.send(&gw, API_KEY, "+4912345", "+4915100000009", "s3"), None);
+    assert_eq!(c.send(&gw, OTHER_KEY, "EVIL", "+4915100000009", "s4"), None);
+
+    // Blacklist, then a number added to the file is picked up without a restart.
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000001", "b1"), refused("blacklist"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000002", "b2"), None);
+    rewrite(&blacklist, "+4915100000001\n+4915100000002\n", 2);
+    let mut n = 0;
+    wait_until(10, "the rewritten blacklist to be in force", || {
+        n += 1;
+        c.send(&gw, API_KEY, "ACME", "+4915100000002", &format!("b3 {n}")).is_some()
+    });
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000002", "b4"), refused("blacklist"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000001", "b5"), refused("blacklist"));
+
+    // CP2: the same text to the same number within 2 s; another text or number passes.
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000003", "your code 1234"), None);
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000003", "your code 1234"), refused("duplicate"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000003", "your code 5678"), None);
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000004", "your code 1234"), None);
+    wait_until(10, "the duplicate window to pass", || {
+        c.send(&gw, API_KEY, "ACME", "+4915100000003", "your code 1234").is_none()
+    });
+
+    assert_eq!(submits_seen(&mut sim), c.accepted, "the SMSC saw a refused message");
+    assert!(gw.log().contains("blacklist reloaded"), "{}", gw.log());
+    assert!(gw.terminate().success());
+}
+
+/// One command to Redis over RESP (the test's own view of the counters).
+fn redis_cmd(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+/// Two nodes on one Redis: CP1 daily and weekly caps and CP2 duplicates hold across nodes.
+#[test]
+fn caps_and_duplicates_shared_by_two_nodes_on_redis() {
+    let redis = RedisServer::start();
+    let mut sim = Sim::start(&[]);
+    let extra = format!(
+        "[redis]\nurl = \"{}\"\ncommand_timeout_ms = 500\n\n[policy]\ndaily_cap = 2\nweekly_cap = 3\nduplicate_window_s = 2\n",
+        redis.url()
+    );
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = GatewayConfig { extra_config: extra, ..GatewayConfig::one_link(sim.port) };
+    let gw1 = Gateway::start(d1.path(), &cfg);
+    let gw2 = Gateway::start(d2.path(), &cfg);
+    let mut c = Client::new();
+
+    // CP1 daily: two to one number, one through each node; the third is refused on either.
+    assert_eq!(c.send(&gw1, API_KEY, "ACME", "+4915200000001", "d1"), None);
+    assert_eq!(c.send(&gw2, OTHER_KEY, "ACME", "+4915200000001", "d2"), None);
+    assert_eq!(c.send(&gw1, API_KEY, "ACME", "+4915200000001", "d3"), refused("daily_cp"));
+    assert_eq!(c.send(&gw2, API_KEY, "ACME", "+4915200000001", "d4"), refused("daily_cp"));
+    assert_eq!(c.send(&gw2, API_KEY, "ACME", "+4915200000002", "d5"), None);
+
+    // CP1 weekly: yesterday's 2 still count for this week (UTC days, weeks from Monday).
+    let day = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    let week = (day + 3) / 7;
+    if (day - 1 + 3) / 7 == week {
+        let (yesterday, week) = ((day - 1).to_string(), week.to_string());
+        let key = "{smsgate:cp1:4915200000003}";
+        let set = ["HSET", key, "dw", &yesterday, "dc", "2", "ww", &week, "wc", "2"];
+        assert!(redis_cmd(redis.port, &set).starts_with(':'), "HSET failed");
+        assert_eq!(c.send(&gw1, API_KEY, "ACME", "+4915200000003", "w1"), None);
+        assert_eq!(c.send(&gw2, API_KEY, "ACME", "+4915200000003", "w2"), refused("weekly_cp"));
+    } else {
+        eprintln!("today is a Monday (UTC): yesterday belongs to last week, weekly case skipped");
+    }
+
+    // CP2 across nodes, and again after the window.
+    assert_eq!(c.send(&gw1, API_KEY, "ACME", "+4915200000004", "same text"), None);
+    assert_eq!(c.send(&gw2, API_KEY, "ACME", "+4915200000004", "same text"), refused("duplicate"));
+    wait_until(10, "the duplicate window to pass on Redis", || {
+        c.send(&gw2, API_KEY, "ACME", "+4915200000004", "same text").is_none()
+    });
+
+    assert_eq!(submits_seen(&mut sim), c.accepted, "the SMSC saw a refused message");
+    // Metrics are published every few hundred ms: poll.
+    let agent = c.agent.clone();
+    wait_until(10, "a policy refusal in /metrics", || {
+        let mut r = agent.get(&gw1.url("/metrics")).call().unwrap();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        text.lines().any(|l| l.contains("\"policy\"") && l.contains("\"daily_cp\""))
+    });
+    assert!(gw1.terminate().success());
+    assert!(gw2.terminate().success());
+}

@@ -1,0 +1,345 @@
+//! Delivery-report webhooks end to end: smsgate and smsc-sim as processes, and a real HTTP
+//! receiver started by the test (std `TcpListener`, one thread per connection). Signatures are
+//! checked with Python's `hmac`, an implementation smsgate did not write.
+// Test code on plain threads: blocking waits and a mutex are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+const HOOK_KEY: &str = "hooked-key-0123456789abcdef";
+const HOOK_SECRET: &str = "whsec-0123456789abcdef";
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    /// Header names lower-cased.
+    headers: HashMap<String, String>,
+    body: String,
+    /// What the receiver answered (0: nothing, it hung).
+    answered: u16,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("webhook body is JSON")
+    }
+    fn event_id(&self) -> &str {
+        self.headers.get("x-smsgate-event-id").map_or("", String::as_str)
+    }
+}
+
+/// A tiny HTTP/1.1 receiver. Answers 503 to the first `fail_first` requests, then 204; with
+/// `hang`, reads each request and never answers.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(port: u16, fail_first: usize, hang: bool) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
+        let port = listener.local_addr().expect("receiver addr").port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(AtomicUsize::new(fail_first));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (g, failures) = (g.clone(), failures.clone());
+                std::thread::spawn(move || serve(conn, &g, &failures, hang));
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Requests answered with a 2xx.
+    fn delivered(&self) -> Vec<Received> {
+        self.got().into_iter().filter(|r| (200..300).contains(&r.answered)).collect()
+    }
+}
+
+fn serve(conn: TcpStream, got: &Mutex<Vec<Received>>, failures: &AtomicUsize, hang: bool) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone stream"));
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if hang {
+            got.lock().unwrap().push(Received { path, headers, body, answered: 0 });
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        let fail = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let status = if fail { 503 } else { 204 };
+        got.lock().unwrap().push(Received { path, headers, body, answered: status });
+        let reason = if fail { "Service Unavailable" } else { "No Content" };
+        let head = format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n");
+        if writer.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Python's `hmac` checks `X-Smsgate-Signature` over `t.body`.
+fn python_verifies(secret: &str, header: &str, body: &str) -> bool {
+    let script = "import hmac, hashlib, sys\n\
+        secret, header = sys.argv[1].encode(), sys.argv[2]\n\
+        body = sys.stdin.buffer.read()\n\
+        parts = dict(p.split('=', 1) for p in header.split(','))\n\
+        mac = hmac.new(secret, parts['t'].encode() + b'.' + body, hashlib.sha256).hexdigest()\n\
+        sys.exit(0 if hmac.compare_digest(mac, parts['v1']) else 1)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, secret, header])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3 to check the signature");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write body");
+    child.wait().expect("python3").success()
+}
+
+/// A gateway whose client `hooked` posts to `url`, with `[webhooks]` settings `webhooks`.
+fn config(sim_port: u16, url: &str, events: &str, webhooks: &str) -> GatewayConfig {
+    GatewayConfig {
+        extra_config: format!(
+            "[webhooks]\n{webhooks}\n\n[[clients]]\nname = \"hooked\"\napi_key = \"{HOOK_KEY}\"\n\
+             webhook_url = \"{url}\"\nwebhook_secret = \"{HOOK_SECRET}\"\nwebhook_events = {events}\n"
+        ),
+        ..GatewayConfig::one_link(sim_port)
+    }
+}
+
+const FAST_RETRY: &str = "retry_initial_ms = 100\nretry_max_ms = 400\npoll_interval_ms = 50\nrequest_timeout_ms = 2000";
+
+fn submit_ok(agent: &ureq::Agent, gw: &Gateway, key: &str, body: &Value) -> String {
+    let (status, v) = submit(agent, gw, key, body);
+    assert_eq!(status, 200, "submit: {v}");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// `/metrics` series without labels, by name.
+fn metric_values(agent: &ureq::Agent, gw: &Gateway) -> HashMap<String, f64> {
+    let mut r = agent.get(&gw.url("/metrics")).call().expect("metrics");
+    let text = r.body_mut().read_to_string().expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
+        .collect()
+}
+
+fn wait_delivered(agent: &ureq::Agent, gw: &Gateway, key: &str, ids: &[String]) {
+    for id in ids {
+        wait_until(10, "the receipt made the message delivered", || {
+            get_message(agent, gw, key, id).1["status"] == "delivered"
+        });
+    }
+}
+
+/// A receipt gives exactly one signed POST per event, in order (submitted, then final), with
+/// the documented payload; a message's own `callback_url` is used for a client without a
+/// default; a bad `callback_url` is refused at submit.
+#[test]
+fn a_receipt_gives_one_signed_post_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, 0, false);
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let cfg = config(sim.port, &receiver.url("/hooks"), "[\"submitted\", \"final\"]", "poll_interval_ms = 50");
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+
+    let body = json!({"to": "+4915112345678", "from": "ACME", "text": "Hello", "link": "100", "client_ref": "order-7"});
+    let id = submit_ok(&agent, &gw, HOOK_KEY, &body);
+    let body = json!({"to": "+4915112345679", "from": "ACME", "text": "Hi", "link": "100",
+        "callback_url": receiver.url("/per-message")});
+    let other = submit_ok(&agent, &gw, OTHER_KEY, &body);
+    wait_until(10, "three webhooks", || receiver.got().len() >= 3);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = receiver.got();
+    assert_eq!(got.len(), 3, "exactly one POST per event: {got:#?}");
+
+    let mine: Vec<&Received> = got.iter().filter(|r| r.path == "/hooks").collect();
+    assert_eq!(
+        mine.iter().map(|r| r.event_id()).collect::<Vec<_>>(),
+        [format!("{id}.submitted"), format!("{id}.final")]
+    );
+    let (_, rec) = get_message(&agent, &gw, HOOK_KEY, &id);
+    for r in &mine {
+        let sig = r.headers.get("x-smsgate-signature").expect("signed");
+        assert!(python_verifies(HOOK_SECRET, sig, &r.body), "signature {sig} over {}", r.body);
+        assert!(!python_verifies("not-the-secret-000", sig, &r.body));
+        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/json"));
+    }
+    let submitted = mine[0].json();
+    assert_eq!(submitted["event"], "submitted");
+    assert_eq!(submitted["status"], "submitted");
+    assert_eq!(submitted["timestamps"]["done_ms"], Value::Null);
+    let fin = mine[1].json();
+    assert_eq!(fin["event_id"], format!("{id}.final"));
+    assert_eq!(fin["event"], "final");
+    assert_eq!(fin["message_id"], id);
+    assert_eq!(fin["client_ref"], "order-7");
+    assert_eq!(fin["status"], "delivered");
+    assert_eq!(fin["link"], "100");
+    assert_eq!(fin["smsc_message_ids"], json!([rec["parts"][0]["smsc_message_id"]]));
+    assert_eq!(fin["segments"]["count"], 1);
+    assert_eq!(fin["segments"]["parts"][0]["status"], "delivered");
+    assert_eq!(fin["error"]["command_status"], Value::Null);
+    assert_eq!(fin["timestamps"]["accepted_ms"], rec["transitions"][0]["at_ms"]);
+    assert_eq!(fin["timestamps"]["submitted_ms"], rec["transitions"][1]["at_ms"]);
+    assert_eq!(fin["timestamps"]["done_ms"], rec["transitions"][2]["at_ms"]);
+
+    let theirs: Vec<&Received> = got.iter().filter(|r| r.path == "/per-message").collect();
+    assert_eq!(theirs.len(), 1, "client `other` asked for final events only (the default)");
+    assert_eq!(theirs[0].event_id(), format!("{other}.final"));
+    assert!(!theirs[0].headers.contains_key("x-smsgate-signature"), "`other` has no webhook_secret");
+
+    for bad in ["ftp://example.com/", "http://", "http://a b/", "https://example.com/"] {
+        let body = json!({"to": "+4915112345678", "from": "ACME", "text": "x", "link": "100", "callback_url": bad});
+        let (status, v) = submit(&agent, &gw, HOOK_KEY, &body);
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_callback_url")), "{bad}: {v}");
+    }
+    gw.terminate();
+}
+
+/// A receiver that is down, then fails twice, then works: every event arrives, exactly one
+/// attempt per event is answered 2xx, and the failed attempts were retried from the outbox.
+#[test]
+fn events_are_retried_until_the_receiver_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let gw = Gateway::start(dir.path(), &config(sim.port, &url, "[\"final\"]", FAST_RETRY));
+    let agent = agent();
+    let ids: Vec<String> =
+        (0..3).map(|i| submit_ok(&agent, &gw, HOOK_KEY, &message(&format!("+49151000000{i:02}"), "100"))).collect();
+    wait_delivered(&agent, &gw, HOOK_KEY, &ids);
+    // Down for a while: attempts fail with connection refused and are rescheduled.
+    std::thread::sleep(Duration::from_millis(800));
+    let receiver = Receiver::start(port, 2, false);
+    wait_until(15, "every event delivered", || receiver.delivered().len() >= 3);
+    std::thread::sleep(Duration::from_millis(800));
+    let mut delivered: Vec<String> = receiver.delivered().iter().map(|r| r.event_id().to_owned()).collect();
+    delivered.sort();
+    let mut want: Vec<String> = ids.iter().map(|id| format!("{id}.final")).collect();
+    want.sort();
+    assert_eq!(delivered, want, "each event answered 2xx exactly once");
+    assert_eq!(receiver.got().len(), 5, "two 503s, then one success per event");
+    wait_until(5, "metrics show the retries and an empty outbox", || {
+        let m = metric_values(&agent, &gw);
+        m.get("smsgate_webhooks_delivered_total") == Some(&3.0)
+            && m.get("smsgate_webhooks_pending") == Some(&0.0)
+            && m.get("smsgate_webhooks_retried_total").is_some_and(|&n| n >= 3.0)
+            && m.get("smsgate_webhooks_failed_total") == Some(&0.0)
+            && m.get("smsgate_webhooks_overflow_total") == Some(&0.0)
+    });
+    gw.terminate();
+}
+
+/// Events owed when smsgate is killed with -9 are in the outbox: after a restart they are
+/// delivered.
+#[test]
+fn pending_events_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let cfg = config(sim.port, &url, "[\"final\"]", FAST_RETRY);
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+    let ids: Vec<String> =
+        (0..5).map(|i| submit_ok(&agent, &gw, HOOK_KEY, &message(&format!("+49151000001{i:02}"), "100"))).collect();
+    wait_delivered(&agent, &gw, HOOK_KEY, &ids);
+    gw.kill9();
+    let receiver = Receiver::start(port, 0, false);
+    let gw = Gateway::start(dir.path(), &cfg);
+    wait_until(15, "every pending event delivered after the restart", || receiver.delivered().len() >= 5);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut delivered: Vec<String> = receiver.delivered().iter().map(|r| r.event_id().to_owned()).collect();
+    delivered.sort();
+    let mut want: Vec<String> = ids.iter().map(|id| format!("{id}.final")).collect();
+    want.sort();
+    assert_eq!(delivered, want);
+    gw.terminate();
+}
+
+/// Submit latencies of `n` messages from `key`, sorted.
+fn latencies(agent: &ureq::Agent, gw: &Gateway, key: &str, n: usize, ids: &mut Vec<String>) -> Vec<Duration> {
+    let mut out: Vec<Duration> = (0..n)
+        .map(|i| {
+            let start = Instant::now();
+            ids.push(submit_ok(agent, gw, key, &message(&format!("+4915100{:06}", ids.len() * 1000 + i), "100")));
+            start.elapsed()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A receiver that accepts and never answers holds the sender thread, not the shards:
+/// submissions stay as fast as before it hung (same gateway, a client without webhooks as the
+/// baseline) and receipts are still applied.
+#[test]
+fn a_hanging_receiver_does_not_slow_submissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, 0, true);
+    let sim = Sim::start(&["--dlr-delay-ms", "5"]);
+    let cfg = config(sim.port, &receiver.url("/hooks"), "[\"final\"]", "request_timeout_ms = 5000\nbatch = 16");
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+    let mut ids = Vec::new();
+    let before = latencies(&agent, &gw, OTHER_KEY, 200, &mut ids);
+    let first = submit_ok(&agent, &gw, HOOK_KEY, &message("+4915100000200", "100"));
+    wait_until(10, "the sender is stuck on the hanging receiver", || !receiver.got().is_empty());
+    let mut hooked = vec![first];
+    let during = latencies(&agent, &gw, HOOK_KEY, 200, &mut hooked);
+    let pct = |l: &[Duration], p: usize| l[(l.len() - 1) * p / 100];
+    let (p50, p99) = (pct(&during, 50), pct(&during, 99));
+    let (base50, base99) = (pct(&before, 50), pct(&before, 99));
+    assert!(p50 <= base50 * 3 + Duration::from_millis(10), "p50 {p50:?}, before the hang {base50:?}");
+    assert!(p99 <= base99 * 3 + Duration::from_millis(50), "p99 {p99:?}, before the hang {base99:?}");
+    wait_delivered(&agent, &gw, HOOK_KEY, &hooked[hooked.len() - 5..]);
+    assert!(receiver.got().len() <= 3, "one attempt at a time, each held up to its timeout");
+    gw.kill9();
+}
