@@ -28,8 +28,7 @@ impl Client {
     }
 
     /// `None` accepted (200), else the refusal's `code` (after checking it is a 403). A 429
-    /// is retried: with Redis, a shard refuses until its first L2 lease arrives (the rate
-    /// limits run before the policy; see `tests/limits_e2e.rs`).
+    /// (a rate limit, which runs before the policy and is not under test here) is retried.
     fn send(&mut self, gw: &Gateway, key: &str, from: &str, to: &str, text: &str) -> Option<String> {
         let body = json!({"to": to, "from": from, "text": text, "link": "100"});
         let mut tries = 0;
