@@ -192,7 +192,6 @@ note_load() {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo none) (uncommitted changes may be present)"
-    echo "writer linger (experiment): SMSGATE_WRITER_LINGER_US=${SMSGATE_WRITER_LINGER_US:-unset} SMSGATE_WRITER_LINGER_BELOW=${SMSGATE_WRITER_LINGER_BELOW:-unset}"
     echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPS=$REPS CONNS=$CONNS H2=${H2_CONNS}x$H2_STREAMS GATE_CPUS=${GATE_CPUS:-all} LOADGEN_CPUS=${LOADGEN_CPUS:-any} LOADGEN_THREADS=$LOADGEN_THREADS DLR_DELAY_MS=$DLR_DELAY_MS REDIS=$REDIS SPIN_US=${SPIN_US:-unset} BIN=$BIN"
 } >"$OUT/run.txt"
 cat "$OUT/run.txt"

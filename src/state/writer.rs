@@ -181,10 +181,9 @@ impl Writer {
         let thread = {
             let shared = Arc::clone(&shared);
             let max_batch = cfg.max_batch.max(1);
-            let linger = Linger::from_env();
             std::thread::Builder::new()
                 .name("state-writer".to_owned())
-                .spawn(move || run(store, &rx, max_batch, linger, &shared.stats))?
+                .spawn(move || run(store, &rx, max_batch, &shared.stats))?
         };
         let handle = StateHandle { tx: tx.clone(), shared: Arc::clone(&shared) };
         let writer = Writer { thread: Some(thread), tx, shared };
@@ -232,7 +231,6 @@ fn run<S: StateStore>(
     mut store: S,
     rx: &Receiver<Request>,
     max_batch: usize,
-    linger: Linger,
     stats: &WriterStats,
 ) -> Result<(), StoreError> {
     let mut batch = Batch::with_capacity(max_batch);
@@ -252,16 +250,6 @@ fn run<S: StateStore>(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        // EXPERIMENT (perf/RESULTS.md, issue 8): a small batch waits a little for company.
-        if !linger.wait.is_zero() && !stopping && batch.len() < linger.below {
-            let deadline = std::time::Instant::now() + linger.wait;
-            while batch.len() < linger.below && !stopping {
-                match rx.recv_deadline(deadline) {
-                    Ok(req) => stopping |= batch.push(req),
-                    Err(_) => break,
-                }
-            }
-        }
         if batch.len() == 0 {
             // Only reachable while stopping: the queue is empty, everything is answered.
             return result;
@@ -270,25 +258,6 @@ fn run<S: StateStore>(
             if stopping && result.is_ok() {
                 result = Err(e);
             }
-        }
-    }
-}
-
-/// EXPERIMENT: how long a small batch waits for more requests before it commits, from
-/// `SMSGATE_WRITER_LINGER_US` (0 or unset: not at all) and `SMSGATE_WRITER_LINGER_BELOW`
-/// (a batch of at least this many requests commits at once; default 32).
-#[derive(Clone, Copy, Debug)]
-struct Linger {
-    wait: std::time::Duration,
-    below: usize,
-}
-
-impl Linger {
-    fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-        Linger {
-            wait: std::time::Duration::from_micros(var("SMSGATE_WRITER_LINGER_US").unwrap_or(0)),
-            below: var("SMSGATE_WRITER_LINGER_BELOW").unwrap_or(32) as usize,
         }
     }
 }
