@@ -2,4 +2,6 @@
 pub mod embedded;
 pub mod record;
 pub mod store;
+#[cfg(test)]
+pub mod test_util;
 pub mod writer;

@@ -413,42 +413,8 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 mod tests {
     use super::*;
     use crate::ids::{ClientId, Msisdn};
-    use crate::state::record::{Part, Status, Transition};
-
-    fn record(id: u64, smsc: Option<&str>) -> MessageRecord {
-        let mut rec = MessageRecord {
-            id: MessageId(id),
-            client: ClientId::new("acme"),
-            to: Msisdn("4915112345678".to_owned()),
-            from: "ACME".to_owned(),
-            link: LinkId::new("vf-1"),
-            route: String::new(),
-            client_ref: Some("ref-1".to_owned()),
-            callback_url: None,
-            segments: 1,
-            parts: vec![Part::default()],
-            status: Status::Accepted,
-            transitions: Vec::new(),
-        };
-        rec.push(Transition::at(Status::Accepted, 1_000));
-        if let Some(s) = smsc {
-            rec.parts[0].smsc_message_id = Some(SmscMessageId::new(s));
-            rec.parts[0].status = Some(Status::Submitted);
-            rec.push(Transition::at(Status::Submitted, 1_010));
-        }
-        rec
-    }
-
-    fn receipt(smsc: &str, status: Status) -> Receipt {
-        Receipt {
-            link: LinkId::new("vf-1"),
-            smsc_message_id: SmscMessageId::new(smsc),
-            status,
-            error_code: Some("000".to_owned()),
-            smsc_done_date: Some("2511231204".to_owned()),
-            received_at_ms: 2_000,
-        }
-    }
+    use crate::state::record::Status;
+    use crate::state::test_util::{receipt, record};
 
     fn statuses(rec: &MessageRecord) -> Vec<Status> {
         rec.transitions.iter().map(|t| t.status).collect()

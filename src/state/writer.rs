@@ -354,44 +354,10 @@ mod tests {
     use super::*;
     use crate::ids::{ClientId, LinkId, Msisdn, SmscMessageId};
     use crate::state::embedded::EmbeddedStore;
-    use crate::state::record::{Part, Status, Transition};
+    use crate::state::record::Status;
+    use crate::state::test_util::{receipt, record};
     use futures_lite::future::block_on;
     use std::time::Duration;
-
-    fn record(id: u64, smsc: Option<&str>) -> MessageRecord {
-        let mut rec = MessageRecord {
-            id: MessageId(id),
-            client: ClientId::new("acme"),
-            to: Msisdn("4915112345678".to_owned()),
-            from: "ACME".to_owned(),
-            link: LinkId::new("vf-1"),
-            route: String::new(),
-            client_ref: None,
-            callback_url: None,
-            segments: 1,
-            parts: vec![Part::default()],
-            status: Status::Accepted,
-            transitions: Vec::new(),
-        };
-        rec.push(Transition::at(Status::Accepted, 1_000));
-        if let Some(s) = smsc {
-            rec.parts[0].smsc_message_id = Some(SmscMessageId::new(s));
-            rec.parts[0].status = Some(Status::Submitted);
-            rec.push(Transition::at(Status::Submitted, 1_010));
-        }
-        rec
-    }
-
-    fn receipt(smsc: &str) -> Receipt {
-        Receipt {
-            link: LinkId::new("vf-1"),
-            smsc_message_id: SmscMessageId::new(smsc),
-            status: Status::Delivered,
-            error_code: None,
-            smsc_done_date: None,
-            received_at_ms: 2_000,
-        }
-    }
 
     /// A backend whose first `apply` waits until the test opens the gate, so that requests pile
     /// up in the queue meanwhile; optionally fails every batch.
@@ -466,7 +432,7 @@ mod tests {
                         let smsc = format!("s{id}");
                         block_on(handle.put(record(id, None))).unwrap();
                         block_on(handle.put(record(id, Some(&smsc)))).unwrap();
-                        let out = block_on(handle.receipt(receipt(&smsc))).unwrap();
+                        let out = block_on(handle.receipt(receipt(&smsc, Status::Delivered))).unwrap();
                         assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(id), ClientId::new("acme")));
                         let rec = block_on(handle.get(MessageId(id))).unwrap().unwrap();
                         assert_eq!(rec.status, Status::Delivered);
@@ -524,7 +490,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (writer, handle, gate) = gated(dir.path(), WriterConfig::default(), true);
         let puts: Vec<_> = (0..10).map(|i| handle.put(record(i, None))).collect();
-        let r = handle.receipt(receipt("x"));
+        let r = handle.receipt(receipt("x", Status::Delivered));
         gate.open();
         for p in puts {
             assert!(matches!(block_on(p), Err(StoreError::Io(_))));
@@ -562,7 +528,7 @@ mod tests {
                 for i in 0..100 {
                     handle.put(record(i, Some(&format!("g{i}")))).await?;
                 }
-                let out = handle.receipt(receipt("g7")).await?;
+                let out = handle.receipt(receipt("g7", Status::Delivered)).await?;
                 let rec = handle.get(MessageId(7)).await?;
                 Ok::<_, StoreError>((out, rec))
             });
