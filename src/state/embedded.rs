@@ -412,7 +412,7 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ClientId, Msisdn};
+    use crate::ids::ClientId;
     use crate::state::record::Status;
     use crate::state::test_util::{receipt, record};
 

@@ -352,7 +352,7 @@ fn same_error(e: &StoreError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ClientId, LinkId, Msisdn, SmscMessageId};
+    use crate::ids::ClientId;
     use crate::state::embedded::EmbeddedStore;
     use crate::state::record::Status;
     use crate::state::test_util::{receipt, record};
