@@ -47,6 +47,7 @@ use std::time::Instant;
 /// webhook sender (pending events stay in the outbox); flush the state store.
 pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) -> Result<(), String> {
     let cfg = &loaded.config;
+    crate::observe::metrics::set_enabled(cfg.metrics.enabled);
     shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
     let webhook_stats = Arc::new(WebhookStats::default());

@@ -53,6 +53,8 @@ pub struct Config {
     pub redis: RedisConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Contact policy (`[policy]`): blacklist files, CP2 duplicates, CP1 caps.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -185,6 +187,20 @@ impl Default for LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Record counters and latency histograms (default true). Off only to measure what
+    /// collection costs; the endpoints then report zeros.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

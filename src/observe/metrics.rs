@@ -335,6 +335,18 @@ thread_local! {
     static SHARD_ID: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
+/// `[metrics] enabled`: when false, nothing is recorded (the endpoints still answer, with
+/// zeros). It exists to measure what collection costs; keep it on in production.
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs `f` on this shard's metrics. `f` must not record again (one borrow at a time).
 pub fn with<R>(f: impl FnOnce(&mut ShardMetrics) -> R) -> R {
     SHARD.with(|m| f(&mut m.borrow_mut()))
