@@ -14,50 +14,13 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smsgate::smpp::encoding;
-use smsgate::smpp::pdu::{self, tag, Body, Pdu, Sm, SmResp, Tlv};
+use smsgate::smpp::pdu::{self, Body, Pdu, SmResp};
 use smsgate::smpp::receipt;
 use std::hint::black_box;
 
-fn submit_sm() -> Pdu {
-    let text = encoding::encode("Your code is 482913. Valid 10 minutes");
-    Pdu::new(
-        0x0001_2345,
-        Body::SubmitSm(Box::new(Sm {
-            source_addr_ton: 5,
-            source_addr: "ACME".into(),
-            dest_addr_ton: 1,
-            dest_addr_npi: 1,
-            destination_addr: "4915112345678".into(),
-            registered_delivery: 1,
-            data_coding: text.data_coding,
-            short_message: text.bytes,
-            ..Sm::default()
-        })),
-    )
-}
-
-fn deliver_sm() -> Pdu {
-    let text = "id:5F3A1B2C sub:001 dlvrd:001 submit date:2611230450 done date:2611230451 stat:DELIVRD err:000 text:Your code is 482913";
-    Pdu::new(
-        77,
-        Body::DeliverSm(Box::new(Sm {
-            source_addr_ton: 1,
-            source_addr_npi: 1,
-            source_addr: "4915112345678".into(),
-            destination_addr: "ACME".into(),
-            esm_class: 0x04,
-            short_message: text.as_bytes().to_vec(),
-            tlvs: vec![Tlv::cstr(tag::RECEIPTED_MESSAGE_ID, "5F3A1B2C"), Tlv::new(tag::MESSAGE_STATE, [2u8])],
-            ..Sm::default()
-        })),
-    )
-}
-
-fn encoded(p: &Pdu) -> Vec<u8> {
-    let mut out = Vec::new();
-    p.encode(&mut out).expect("benchmark PDUs are valid");
-    out
-}
+#[path = "support/pdus.rs"]
+mod pdus;
+use pdus::{deliver_sm, encoded, submit_sm};
 
 fn codec(c: &mut Criterion) {
     for (name, p) in [("submit_sm", submit_sm()), ("deliver_sm", deliver_sm())] {
