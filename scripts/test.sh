@@ -10,9 +10,11 @@ source scripts/lib.sh
 need_rust
 
 echo "== test dependencies"
-# redis-server for the L2 limiter tests (they start their own on a free port); Python venv for
-# the gRPC and Prometheus-parser clients; node + npm for the node-smpp interoperability SMSC.
+# redis-server for the L2 limiter tests (they start their own on a free port); Python venvs for
+# the gRPC and Prometheus-parser clients and the S3 server (moto) with boto3; tzdata for
+# policy.time_zone; node + npm for the node-smpp interoperability SMSC.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+[ -e /usr/share/zoneinfo/Europe/Berlin ] || apt_install tzdata
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 mkdir -p target/tmp
@@ -20,6 +22,10 @@ mkdir -p target/tmp
 if ! target/tmp/grpc-venv/bin/python -c 'import grpc, grpc_tools, h2' 2>/dev/null; then
     python3 -m venv target/tmp/grpc-venv
     target/tmp/grpc-venv/bin/pip install -q grpcio grpcio-tools h2
+fi
+if [ ! -x target/tmp/s3-venv/bin/moto_server ]; then
+    python3 -m venv target/tmp/s3-venv
+    target/tmp/s3-venv/bin/pip install -q 'moto[server]'
 fi
 if ! target/tmp/prometheus-venv/bin/python -c 'import prometheus_client' 2>/dev/null; then
     python3 -m venv target/tmp/prometheus-venv

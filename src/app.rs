@@ -81,11 +81,11 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     tracing::info!(%listen, shards = nr_shards, links = links.iter().count(), "smsgate starting");
 
     let limits = Arc::new(LimiterNode::new(node, nr_shards, cfg.redis.clone(), &limit_spec(&loaded)));
+    let blacklist = policy::blacklist::start_configured(&cfg.policy).map_err(|e| format!("policy blacklist: {e}"))?;
     // Stops the blacklist reload thread when `run` returns.
-    let (blacklist, _blacklist_watcher) =
-        policy::blacklist::start(cfg.policy.blacklist_files.clone(), cfg.policy.blacklist_reload())
-            .map_err(|e| format!("policy.blacklist_files: {e}"))?;
-    let policy_node = Arc::new(PolicyNode::new(&cfg.policy, &cfg.clients, &cfg.redis, blacklist));
+    let _blacklist_watcher = blacklist.watcher;
+    let blacklist_reload = blacklist.reload;
+    let policy_node = Arc::new(PolicyNode::new(&cfg.policy, &cfg.clients, &cfg.redis, blacklist.shared)?);
     let origin = Instant::now();
     let smpp = Arc::new(cfg.smpp.clone());
     let admin_key = cfg.admin.api_key.clone();
@@ -94,6 +94,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         let limits = limits.clone();
         let policy_node = policy_node.clone();
         let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
+        let blacklist_reload = blacklist_reload.clone();
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
@@ -188,6 +189,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                         let shard = reloader.clone();
                         Box::pin(async move { shard.request_reload().await })
                     }),
+                    blacklist: blacklist_reload,
                 },
             });
             let grpc = Rc::new(GrpcShard { pipeline: pipeline.clone(), receipts, shutdown: shutdown.clone() });

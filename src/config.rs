@@ -563,6 +563,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
         if client.api_key.len() < 16 || client.api_key.chars().any(|ch| !ch.is_ascii_graphic()) {
             return Err(invalid(f, format!("clients[{i}].api_key"), "must be at least 16 printable ASCII characters"));
         }
+        if let Some((key, reason)) = client.policy.invalid() {
+            return Err(invalid(f, format!("clients[{i}].policy.{key}"), reason));
+        }
         if let Some(key) = client.limits.invalid() {
             return Err(invalid(f, format!("clients[{i}].limits.{key}"), "must be at least 1"));
         }

@@ -183,7 +183,24 @@ impl Pipeline {
         let segments = concat::min_segments(&req.text) as u32;
         self.limiter.admit(&client, &req.to, &target, segments).await.map_err(Rejection::Limited)?;
         self.limiter.check_destination(&client, &req.to, now).await.map_err(Rejection::Limited)?;
-        self.policy.check(&client, &req, now).await.map_err(Rejection::Policy)?;
+        let admitted = self.policy.check(&client, &req, now, self.clock.now_ms()).await.map_err(Rejection::Policy)?;
+        let result = self.send(client, req, resolved, &router).await;
+        if matches!(result, Err(Rejection::Route(_) | Rejection::NotSubmitted(_) | Rejection::SmscRejected { .. })) {
+            // Not sent: the message counts toward no cap and is no duplicate. Given back before
+            // the answer, so a client that retries at once is not refused by its own failure.
+            self.policy.release(admitted).await;
+        }
+        result
+    }
+
+    /// Stages 6b-8 for a message the limits and the policy let through.
+    async fn send(
+        &self,
+        client: ClientId,
+        req: SubmitRequest,
+        resolved: route::Resolved,
+        router: &route::Router,
+    ) -> Result<Submitted, Rejection> {
         let routed = router.select(resolved)?;
         let link = routed.link;
         let settings = router.links().get(&link).map(|e| e.settings).unwrap_or_default();

@@ -7,9 +7,12 @@
 
 #[path = "support/redis.rs"]
 mod redis_server;
+#[path = "support/s3.rs"]
+mod s3_server;
 mod support;
 
 use redis_server::RedisServer;
+use s3_server::S3Server;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -121,7 +124,8 @@ fn senders_blacklist_and_duplicates_without_redis() {
     assert!(gw.terminate().success());
 }
 
-/// One command to Redis over RESP (the test's own view of the counters).
+/// One command to Redis over RESP (the test's own view of the counters): the answer's first
+/// line (`:4`, `+OK`, `$-1`), or the value of a bulk string.
 fn redis_cmd(port: u16, args: &[&str]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut req = format!("*{}\r\n", args.len());
@@ -129,9 +133,14 @@ fn redis_cmd(port: u16, args: &[&str]) -> String {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line
+    r.read_line(&mut line).unwrap();
+    if line.starts_with('$') && !line.starts_with("$-1") {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    line.trim_end().to_owned()
 }
 
 /// Two nodes on one Redis: CP1 daily and weekly caps and CP2 duplicates hold across nodes.
@@ -187,4 +196,161 @@ fn caps_and_duplicates_shared_by_two_nodes_on_redis() {
     });
     assert!(gw1.terminate().success());
     assert!(gw2.terminate().success());
+}
+
+const ADMIN_KEY: &str = "admin-key-0123456789";
+
+/// `POST /api/v1/admin/blacklist/reload` with `key`: (status, body).
+fn reload_blacklist(agent: &ureq::Agent, gw: &Gateway, key: &str) -> (u16, serde_json::Value) {
+    let mut r = agent
+        .post(&gw.url("/api/v1/admin/blacklist/reload"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .send_empty()
+        .expect("reload request");
+    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
+}
+
+/// The value of an unlabelled series in /metrics.
+fn metric(agent: &ureq::Agent, gw: &Gateway, name: &str) -> Option<f64> {
+    let mut r = agent.get(&gw.url("/metrics")).call().ok()?;
+    let text = r.body_mut().read_to_string().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn s3_config(s3: &S3Server, secret: &str, reload_ms: u64) -> String {
+    format!(
+        "[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[policy]\nblacklist_reload_ms = {reload_ms}\n\n\
+         [[policy.blacklist_s3]]\nendpoint = \"{}\"\nbucket = \"lists\"\nkey = \"opt-out/de.txt\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{secret}\"\n",
+        s3.endpoint(),
+        s3.access_key_id
+    )
+}
+
+/// A blacklist object in a real S3-compatible server that checks signatures (moto): loaded at
+/// start, reloaded when its ETag changes and on demand; while the server is down the list in
+/// force stays and an on-demand reload says why it failed.
+#[test]
+fn blacklist_from_s3_reloads_on_change_and_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = S3Server::start();
+    s3.put("lists", "opt-out/de.txt", "# opt-outs\n+4915300000001\n");
+    let mut sim = Sim::start(&[]);
+    let secret = s3.secret_access_key.clone();
+    let cfg = GatewayConfig { extra_config: s3_config(&s3, &secret, 100), ..GatewayConfig::one_link(sim.port) };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let mut c = Client::new();
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915300000001", "s1"), refused("blacklist"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915300000002", "s2"), None);
+
+    // The object changes (new ETag): picked up without a restart or a request.
+    s3.put("lists", "opt-out/de.txt", "+4915300000001\n+4915300000002\n");
+    let mut n = 0;
+    wait_until(15, "the changed S3 object to be in force", || {
+        n += 1;
+        c.send(&gw, API_KEY, "ACME", "+4915300000002", &format!("s3 {n}")).is_some()
+    });
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915300000002", "s4"), refused("blacklist"));
+
+    // On demand, with the admin key only.
+    let agent = c.agent.clone();
+    assert_eq!(reload_blacklist(&agent, &gw, API_KEY).0, 401);
+    let (status, body) = reload_blacklist(&agent, &gw, ADMIN_KEY);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["blacklist"]["numbers"], 2, "{body}");
+    assert_eq!(body["blacklist"]["objects"], 1, "{body}");
+    assert_eq!(metric(&agent, &gw, "smsgate_blacklist_numbers"), Some(2.0));
+
+    // S3 down: the list in force stays; an on-demand reload fails and says so.
+    s3.stop();
+    let (status, body) = reload_blacklist(&agent, &gw, ADMIN_KEY);
+    assert_eq!((status, body["error"]["code"].as_str()), (502, Some("blacklist_not_reloaded")), "{body}");
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915300000001", "s5"), refused("blacklist"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915300000003", "s6"), None);
+    assert!(metric(&agent, &gw, "smsgate_blacklist_reload_failures_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric(&agent, &gw, "smsgate_blacklist_numbers"), Some(2.0));
+
+    assert_eq!(submits_seen(&mut sim), c.accepted, "the SMSC saw a blacklisted message");
+    assert!(gw.terminate().success());
+}
+
+/// A blacklist that cannot be loaded at start (here: a secret S3 refuses) stops the start with
+/// the reason, rather than running without the list it was told to enforce.
+#[test]
+fn a_blacklist_object_that_cannot_be_read_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start();
+    s3.put("lists", "opt-out/de.txt", "+4915300000001\n");
+    let cfg = GatewayConfig { extra_config: s3_config(&s3, "not-the-secret", 100), ..GatewayConfig::one_link(1) };
+    let config = Gateway::write_config(dir.path(), free_port(), &cfg);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3://lists/opt-out/de.txt") && err.contains("403 SignatureDoesNotMatch"), "{err}");
+}
+
+/// CP1 in a time zone, per client, with a client's own cap, and a count given back when the
+/// SMSC refuses the message (real Redis, real SMSC simulator).
+#[test]
+fn caps_per_client_in_a_time_zone_and_released_when_not_sent() {
+    let redis = RedisServer::start();
+    // Numbers starting 4915499 are refused by the SMSC (ESME_RSUBMITFAIL).
+    let mut sim = Sim::start(&["--reject", "4915499=0x45"]);
+    let extra = format!(
+        "[redis]\nurl = \"{}\"\ncommand_timeout_ms = 500\n\n\
+         [policy]\ndaily_cap = 2\ncaps_scope = \"client\"\ntime_zone = \"Pacific/Kiritimati\"\n",
+        redis.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GatewayConfig {
+        extra_config: extra,
+        client_extra: "[clients.policy]\ndaily_cap = 1".into(),
+        ..GatewayConfig::one_link(sim.port)
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let mut c = Client::new();
+
+    // Per client: acme's own cap is 1; `other` has the global 2, counted apart from acme's.
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915400000001", "a1"), None);
+    assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915400000001", "a2"), refused("daily_cp"));
+    assert_eq!(c.send(&gw, OTHER_KEY, "ACME", "+4915400000001", "o1"), None);
+    assert_eq!(c.send(&gw, OTHER_KEY, "ACME", "+4915400000001", "o2"), None);
+    assert_eq!(c.send(&gw, OTHER_KEY, "ACME", "+4915400000001", "o3"), refused("daily_cp"));
+
+    // The day is Kiritimati's (UTC+14), not UTC's or Pago Pago's (UTC-11, always another
+    // date): a count made "today" there refuses, one made on Pago Pago's date does not.
+    let now = jiff::Timestamp::now();
+    let day_in = |zone: &str| {
+        let d = now.to_zoned_datetime(jiff::tz::TimeZone::get(zone).unwrap()).date();
+        let epoch = jiff::civil::Date::new(1970, 1, 1).unwrap();
+        let days = epoch.until((jiff::Unit::Day, d)).unwrap().get_days();
+        (days.to_string(), ((days + 3).div_euclid(7)).to_string())
+    };
+    let (kiri_day, kiri_week) = day_in("Pacific/Kiritimati");
+    let (pago_day, pago_week) = day_in("Pacific/Pago_Pago");
+    assert_ne!(kiri_day, pago_day);
+    for (number, day, week) in [("4915400000002", &kiri_day, &kiri_week), ("4915400000003", &pago_day, &pago_week)] {
+        let key = format!("{{smsgate:cp1:other:{number}}}");
+        let set = ["HSET", &key, "dw", day, "dc", "2", "ww", week, "wc", "2"];
+        assert!(redis_cmd(redis.port, &set).starts_with(':'), "HSET failed");
+    }
+    assert_eq!(c.send(&gw, OTHER_KEY, "ACME", "+4915400000002", "k1"), refused("daily_cp"));
+    assert_eq!(c.send(&gw, OTHER_KEY, "ACME", "+4915400000003", "p1"), None);
+
+    // Refused by the SMSC: not sent, so not counted. acme's cap of 1 lets it try again and
+    // again, and the counter goes back to 0.
+    for attempt in 0..3 {
+        let body = json!({"to": "+4915499000001", "from": "ACME", "text": format!("r{attempt}"), "link": "100"});
+        let (status, answer) = submit(&c.agent, &gw, API_KEY, &body);
+        assert_eq!(status, 502, "attempt {attempt}: {answer}");
+    }
+    wait_until(5, "the refused message's count to be given back", || {
+        redis_cmd(redis.port, &["HGET", "{smsgate:cp1:acme:4915499000001}", "dc"]) == "0"
+    });
+
+    assert_eq!(submits_seen(&mut sim), c.accepted + 3, "the SMSC saw a refused message");
+    assert!(gw.terminate().success());
 }

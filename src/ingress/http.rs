@@ -12,6 +12,7 @@ use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
 use crate::observe::dashboard;
+use crate::pipeline::policy::blacklist::ReloadHandle;
 use crate::pipeline::Pipeline;
 use crate::reload::Summary;
 use crate::smpp::link::LinkTable;
@@ -39,12 +40,15 @@ pub struct HttpSettings {
 /// What a reload answers: what changed, or why the rules file was refused.
 pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<Summary, String>>>>;
 
-/// The admin API: `POST /api/v1/admin/reload` with `Authorization: Bearer <admin.api_key>`.
+/// The admin API (`POST /api/v1/admin/reload`, `POST /api/v1/admin/blacklist/reload`) with
+/// `Authorization: Bearer <admin.api_key>`.
 pub struct Admin {
     /// None: the admin API is off (403 `admin_disabled`).
     pub api_key: Option<String>,
     /// Reloads smpp_rules.toml on every shard; the summary, or why the file was refused.
     pub reload: Box<dyn Fn() -> ReloadFuture>,
+    /// Asks the blacklist thread to load every source now.
+    pub blacklist: ReloadHandle,
 }
 
 /// The HTTP API on this shard: the accept loop of [`serve_connections`] with smsgate's routes.
@@ -162,6 +166,7 @@ async fn route(
             found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
         }
         (&Method::POST, ["api", "v1", "admin", "reload"]) => admin_reload(&req, &settings.admin).await,
+        (&Method::POST, ["api", "v1", "admin", "blacklist", "reload"]) => blacklist_reload(&req, &settings.admin).await,
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
         (&Method::GET, ["api", "v1", "dashboard", "stats"]) => Ok(dashboard::stats_response(pipeline.limit_stats())),
         (&Method::GET, ["api", "v1", "dashboard", "smpp-links"]) => Ok({
@@ -180,17 +185,35 @@ async fn route(
 /// `POST /api/v1/admin/reload`: 200 with what changed, or 400 `invalid_rules` naming file, key
 /// and reason (the running rules stay).
 async fn admin_reload(req: &Request<Incoming>, admin: &Admin) -> Result<Response<Full<Bytes>>, ErrorReply> {
-    let Some(key) = &admin.api_key else {
-        return Err(HttpError::AdminDisabled.into());
-    };
-    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given.map(str::trim) != Some(key.as_str()) {
-        return Err(HttpError::AdminUnauthorized.into());
-    }
+    admin_only(req, admin)?;
     match (admin.reload)().await {
         Ok(summary) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "reloaded", "links": summary}))),
         Err(reason) => Err(HttpError::InvalidRules(reason).into()),
     }
+}
+
+/// `POST /api/v1/admin/blacklist/reload`: every blacklist source loaded now; 200 with the
+/// count, or why the previous list stays.
+async fn blacklist_reload(req: &Request<Incoming>, admin: &Admin) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    admin_only(req, admin)?;
+    match admin.blacklist.reload().await {
+        Ok(loaded) => {
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "reloaded", "blacklist": loaded})))
+        }
+        Err(e) => Err(HttpError::BlacklistReload(e).into()),
+    }
+}
+
+/// The admin API is on and the request carries its key.
+fn admin_only(req: &Request<Incoming>, admin: &Admin) -> Result<(), HttpError> {
+    let Some(key) = &admin.api_key else {
+        return Err(HttpError::AdminDisabled);
+    };
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.map(str::trim) != Some(key.as_str()) {
+        return Err(HttpError::AdminUnauthorized);
+    }
+    Ok(())
 }
 
 /// `{"status":"ok","links":{"100":{"sessions":2,"sessions_bound":2}}}`: the process is up; each

@@ -2,6 +2,7 @@
 //! field, Retry-After. docs/errors.md lists the same table for clients.
 
 use crate::pipeline::auth::AuthError;
+use crate::pipeline::policy::blacklist::ReloadError;
 use crate::pipeline::policy::PolicyStatus;
 use crate::pipeline::route::RouteError;
 use crate::pipeline::submit::SubmitFailure;
@@ -30,6 +31,8 @@ pub enum HttpError {
     AdminUnauthorized,
     /// A reload refused the rules file: file, key and reason.
     InvalidRules(String),
+    /// `POST /api/v1/admin/blacklist/reload` changed nothing.
+    BlacklistReload(ReloadError),
 }
 
 /// An error answer, ready to send.
@@ -111,6 +114,21 @@ impl From<HttpError> for ErrorReply {
                 StatusCode::BAD_REQUEST,
                 "invalid_rules",
                 format!("the rules file was refused; the running rules stay: {reason}"),
+            ),
+            HttpError::BlacklistReload(ReloadError::NotConfigured) => ErrorReply::new(
+                StatusCode::NOT_FOUND,
+                "no_blacklist",
+                "no blacklist is configured (policy.blacklist_files, policy.blacklist_s3)",
+            ),
+            HttpError::BlacklistReload(ReloadError::Busy) => ErrorReply::new(
+                StatusCode::CONFLICT,
+                "reload_in_progress",
+                "a blacklist reload is already running; ask again when it is done",
+            ),
+            HttpError::BlacklistReload(ReloadError::Failed(reason)) => ErrorReply::new(
+                StatusCode::BAD_GATEWAY,
+                "blacklist_not_reloaded",
+                format!("the blacklist could not be loaded; the previous list stays: {reason}"),
             ),
             HttpError::BodyRead => {
                 ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read")
@@ -226,8 +244,10 @@ fn policy_message(s: PolicyStatus) -> &'static str {
         PolicyStatus::UnregisteredSender => "`from` is not a sender registered for this client",
         PolicyStatus::Blacklist => "the destination number is blacklisted",
         PolicyStatus::Duplicate => "the same text went to this number within the duplicate window",
-        PolicyStatus::DailyCp => "this number has had its daily cap of messages (calendar day, UTC)",
-        PolicyStatus::WeeklyCp => "this number has had its weekly cap of messages (calendar week, UTC)",
+        PolicyStatus::DailyCp => "this number has had its daily cap of messages (calendar day in policy.time_zone)",
+        PolicyStatus::WeeklyCp => {
+            "this number has had its weekly cap of messages (calendar week, Monday to Sunday, in policy.time_zone)"
+        }
     }
 }
 

@@ -128,6 +128,14 @@ fn percentiles(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// Unlabelled series read from a side thread's atomics: (name, type, help, value).
+fn atomic_series(out: &mut String, series: &[(&str, &str, &str, &AtomicU64)]) {
+    for (name, kind, help, v) in series {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
+}
+
 /// The stats document (docs/metrics.md).
 pub fn stats(m: &Merged) -> Value {
     let t = &m.totals;
@@ -449,10 +457,26 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
                 &w.overflowed,
             ),
         ];
-        for (name, kind, help, v) in webhook_series {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-        }
+        atomic_series(&mut out, &webhook_series);
+    }
+    if let Some(b) = metrics::blacklist() {
+        let blacklist_series: [(&str, &str, &str, &AtomicU64); 4] = [
+            ("smsgate_blacklist_numbers", "gauge", "Numbers in the blacklist in force.", &b.numbers),
+            ("smsgate_blacklist_loads_total", "counter", "Blacklist loads that replaced the list.", &b.loads),
+            (
+                "smsgate_blacklist_reload_failures_total",
+                "counter",
+                "Blacklist reloads that failed (the previous list stayed).",
+                &b.failures,
+            ),
+            (
+                "smsgate_blacklist_loaded_at_ms",
+                "gauge",
+                "Unix ms of the last successful blacklist load.",
+                &b.loaded_at_ms,
+            ),
+        ];
+        atomic_series(&mut out, &blacklist_series);
     }
 
     histogram(

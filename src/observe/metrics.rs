@@ -19,6 +19,7 @@
 use super::events::LinkWatch;
 use crate::ids::LinkId;
 use crate::notify::webhook::WebhookStats;
+use crate::pipeline::policy::blacklist::BlacklistStats;
 use crate::pipeline::route::Live;
 use crate::pipeline::submit::LocalSessions;
 use crate::smpp::link::LinkTable;
@@ -448,6 +449,18 @@ pub fn set_webhooks(stats: Arc<WebhookStats>) {
 
 pub fn webhooks() -> Option<&'static WebhookStats> {
     WEBHOOKS.get().map(|s| &**s)
+}
+
+/// The blacklist thread's counters (its own thread, atomics).
+static BLACKLIST: OnceLock<Arc<BlacklistStats>> = OnceLock::new();
+
+/// Set once at start-up (`policy::blacklist::start_configured`).
+pub fn set_blacklist(stats: Arc<BlacklistStats>) {
+    let _set_once_per_process = BLACKLIST.set(stats);
+}
+
+pub fn blacklist() -> Option<&'static BlacklistStats> {
+    BLACKLIST.get().map(|s| &**s)
 }
 
 // === merged ===

@@ -5,16 +5,15 @@
 //! 1. sender registration: a client with `senders = [..]` may use only those (`unregistered_sender`);
 //! 2. blacklist: numbers from `[policy] blacklist_files` ([`blacklist`]; `blacklist`);
 //! 3. CP2: the same text to the same number within `duplicate_window_s` ([`duplicate`]; `duplicate`);
-//! 4. CP1: per-number `daily_cap` / `weekly_cap`, calendar UTC, on Redis only ([`redis`];
-//!    `daily_cp`, `weekly_cp`).
+//! 4. CP1: per-number `daily_cap` / `weekly_cap`, calendar days and weeks in
+//!    `policy.time_zone`, for all clients together or each apart (`caps_scope`), on Redis only
+//!    ([`redis`]; `daily_cp`, `weekly_cp`).
 //!
 //! `[policy]` gives the global rules; `[clients.policy]` turns single strategies off per
-//! client. Redis trouble never refuses a message: CP2 falls back to this shard's memory and
-//! CP1 is skipped for that message (both logged, throttled).
-//!
-//! Not here yet (issue 9): blacklists from S3/MinIO, CP1 on-build campaigns, time zones
-//! other than UTC, per-client caps, and releasing a CP2 key or CP1 count when a later stage
-//! does not submit the message.
+//! client or sets its own caps. Redis trouble never refuses a message: CP2 falls back to this
+//! shard's memory and CP1 is skipped for that message (both logged, throttled). An admitted
+//! message carries what it counted ([`Admitted`]); the driver gives it back
+//! ([`Policy::release`]) when the message is not sent after all.
 
 pub mod blacklist;
 pub mod config;
@@ -28,9 +27,9 @@ use crate::pipeline::limit::config::RedisConfig;
 use crate::pipeline::limit::redis::RedisLimits;
 use crate::pipeline::parse::SubmitRequest;
 use blacklist::SharedBlacklist;
-use config::{ClientPolicy, PolicyConfig};
+use config::{CapsScope, ClientPolicy, PolicyConfig};
 use duplicate::LocalSeen;
-use redis::{CapAnswer, PolicyRedis};
+use redis::{CapAnswer, Period, PolicyRedis};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,20 +83,22 @@ struct ClientRules {
 /// the blacklist in force.
 pub struct PolicyNode {
     config: PolicyConfig,
+    zone: jiff::tz::TimeZone,
     clients: HashMap<ClientId, ClientRules>,
     blacklist: SharedBlacklist,
     redis: RedisConfig,
 }
 
 impl PolicyNode {
-    /// `blacklist`: from [`blacklist::start`] (loaded, and watched by its thread).
+    /// `blacklist`: from [`blacklist::start`] (loaded, and watched by its thread). `Err`: the
+    /// time zone is unknown.
     pub fn new(
         config: &PolicyConfig,
         clients: &[ClientConfig],
         redis: &RedisConfig,
         blacklist: SharedBlacklist,
-    ) -> Self {
-        let clients = clients
+    ) -> Result<Self, String> {
+        let clients: HashMap<ClientId, ClientRules> = clients
             .iter()
             .map(|c| {
                 let senders = (!c.senders.is_empty())
@@ -105,11 +106,35 @@ impl PolicyNode {
                 (c.name.clone(), ClientRules { senders, switches: c.policy })
             })
             .collect();
-        if config.has_caps() && redis.url.is_none() {
-            tracing::warn!("policy.daily_cap / weekly_cap need redis.url: CP1 is off on this node");
+        let any_caps = config.has_caps() || clients.values().any(|c| c.switches.has_caps());
+        if any_caps && redis.url.is_none() {
+            tracing::warn!("policy daily / weekly caps need redis.url: CP1 is off on this node");
         }
-        PolicyNode { config: config.clone(), clients, blacklist, redis: redis.clone() }
+        let zone = config.zone().map_err(|e| format!("policy.time_zone: {e}"))?;
+        Ok(PolicyNode { config: config.clone(), zone, clients, blacklist, redis: redis.clone() })
     }
+
+    fn needs_redis(&self) -> bool {
+        self.config.duplicate_window_s > 0
+            || self.config.has_caps()
+            || self.clients.values().any(|c| c.switches.has_caps())
+    }
+}
+
+/// What an admitted message holds of the policy's counters, to be given back with
+/// [`Policy::release`] if it is not sent after all. Plain data, no allocation without CP1/CP2.
+#[derive(Debug, Default)]
+#[must_use = "a message that is not sent must give its counts back (Policy::release)"]
+pub struct Admitted {
+    duplicate: Option<Marked>,
+    counted: Option<(String, Period)>,
+}
+
+/// Where CP2 marked a message as seen.
+#[derive(Debug)]
+enum Marked {
+    Redis(String),
+    Local(u64),
 }
 
 // === impl Policy ===
@@ -127,16 +152,14 @@ impl Policy {
     /// Shard-local; with a Redis URL and CP1 or CP2 configured it starts connecting on the
     /// current glommio executor (the limiter's connection style).
     pub fn new(node: Arc<PolicyNode>) -> Result<Self, String> {
-        let c = &node.config;
-        let needs_redis = c.duplicate_window_s > 0 || c.has_caps();
-        let redis = match (&node.redis.url, needs_redis) {
+        let redis = match (&node.redis.url, node.needs_redis()) {
             (Some(url), true) => Some(PolicyRedis::new(
                 RedisLimits::connect(url, node.redis.command_timeout(), node.redis.reconnect_delay_ms)?,
                 &node.redis.key_prefix,
             )),
             _ => None,
         };
-        let seen = RefCell::new(LocalSeen::new(Duration::from_secs(c.duplicate_window_s)));
+        let seen = RefCell::new(LocalSeen::new(Duration::from_secs(node.config.duplicate_window_s)));
         Ok(Policy { node, redis, seen })
     }
 
@@ -154,9 +177,15 @@ impl Policy {
         }
     }
 
-    /// Stage 5: `Ok` lets the message go on to routing. `now` drives the shard-local CP2
-    /// memory (tests inject it); Redis's own clock decides days and weeks.
-    pub async fn check(&self, client: &ClientId, req: &SubmitRequest, now: Instant) -> Result<(), PolicyRejection> {
+    /// Stage 5: `Ok` lets the message go on to routing, with what it counted. `now` drives
+    /// the shard-local CP2 memory, `now_ms` (Unix ms) the CP1 calendar (tests inject both).
+    pub async fn check(
+        &self,
+        client: &ClientId,
+        req: &SubmitRequest,
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<Admitted, PolicyRejection> {
         let rules = self.node.clients.get(client);
         let switches = rules.map(|r| r.switches).unwrap_or_default();
         if let Some(senders) = rules.and_then(|r| r.senders.as_ref()) {
@@ -174,39 +203,83 @@ impl Policy {
             return Err(PolicyRejection::new(PolicyStatus::Blacklist));
         }
         let c = &self.node.config;
+        let mut admitted = Admitted::default();
         if switches.duplicate && c.duplicate_window_s > 0 {
-            let key = duplicate::fingerprint(to, req.text.data_coding, &req.text.bytes);
-            let first = match &self.redis {
-                Some(r) => match r.first(to, key, c.duplicate_window_s).await {
-                    Ok(first) => first,
-                    Err(e) => {
-                        if let Some(suppressed) = events::log_due("policy", "redis_cp2") {
-                            tracing::warn!(error = %e, suppressed, "CP2 on Redis failed; this shard's memory decides");
-                        }
-                        self.seen.borrow_mut().first(key, now)
-                    }
-                },
-                None => self.seen.borrow_mut().first(key, now),
-            };
+            let fingerprint = duplicate::fingerprint(to, req.text.data_coding, &req.text.bytes);
+            let (first, marked) = self.first(to, fingerprint, now).await;
             if !first {
                 return Err(PolicyRejection::new(PolicyStatus::Duplicate));
             }
+            admitted.duplicate = Some(marked);
         }
-        if switches.caps && c.has_caps() {
+        let (daily, weekly) = (switches.daily_cap.or(c.daily_cap), switches.weekly_cap.or(c.weekly_cap));
+        if switches.caps && (daily.is_some() || weekly.is_some()) {
             if let Some(r) = &self.redis {
-                match r.count(to, c.daily_cap, c.weekly_cap).await {
-                    Ok(CapAnswer::Counted) => {}
-                    Ok(CapAnswer::OverDaily) => return Err(PolicyRejection::new(PolicyStatus::DailyCp)),
-                    Ok(CapAnswer::OverWeekly) => return Err(PolicyRejection::new(PolicyStatus::WeeklyCp)),
+                let scope = (c.caps_scope == CapsScope::Client).then_some(client.as_str());
+                let key = r.caps_key(scope, to);
+                let period = Period::of(&self.node.zone, now_ms);
+                let refused = match r.count(&key, period, daily, weekly).await {
+                    Ok(CapAnswer::Counted) => {
+                        admitted.counted = Some((key, period));
+                        None
+                    }
+                    Ok(CapAnswer::OverDaily) => Some(PolicyStatus::DailyCp),
+                    Ok(CapAnswer::OverWeekly) => Some(PolicyStatus::WeeklyCp),
                     Err(e) => {
                         if let Some(suppressed) = events::log_due("policy", "redis_cp1") {
                             tracing::warn!(error = %e, suppressed, "CP1 on Redis failed; message not counted");
                         }
+                        None
+                    }
+                };
+                if let Some(status) = refused {
+                    // Refused here: the text was not sent, so it is no duplicate next time.
+                    self.release(admitted).await;
+                    return Err(PolicyRejection::new(status));
+                }
+            }
+        }
+        Ok(admitted)
+    }
+
+    /// CP2: whether this is the first time within the window, and where that was marked.
+    async fn first(&self, to: &str, fingerprint: u64, now: Instant) -> (bool, Marked) {
+        if let Some(r) = &self.redis {
+            let key = r.duplicate_key(to, fingerprint);
+            match r.first(&key, self.node.config.duplicate_window_s).await {
+                Ok(first) => return (first, Marked::Redis(key)),
+                Err(e) => {
+                    if let Some(suppressed) = events::log_due("policy", "redis_cp2") {
+                        tracing::warn!(error = %e, suppressed, "CP2 on Redis failed; this shard's memory decides");
                     }
                 }
             }
         }
-        Ok(())
+        (self.seen.borrow_mut().first(fingerprint, now), Marked::Local(fingerprint))
+    }
+
+    /// Gives back what an admitted message counted: it was not sent (refused by a later stage,
+    /// never reached the SMSC, or refused by the SMSC), so it counts toward no cap and is no
+    /// duplicate. A Redis error here leaves the count in place (logged): a cap errs strict.
+    pub async fn release(&self, admitted: Admitted) {
+        match admitted.duplicate {
+            Some(Marked::Local(fingerprint)) => self.seen.borrow_mut().forget(fingerprint),
+            Some(Marked::Redis(key)) => {
+                if let Some(r) = &self.redis {
+                    if let Err(e) = r.forget(&key).await {
+                        tracing::debug!(error = %e, "CP2 key not released");
+                    }
+                }
+            }
+            None => {}
+        }
+        if let (Some((key, period)), Some(r)) = (admitted.counted, &self.redis) {
+            if let Err(e) = r.uncount(&key, period).await {
+                if let Some(suppressed) = events::log_due("policy", "redis_cp1_release") {
+                    tracing::warn!(error = %e, suppressed, "CP1 count not given back");
+                }
+            }
+        }
     }
 }
 

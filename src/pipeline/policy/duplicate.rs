@@ -32,6 +32,11 @@ impl LocalSeen {
         LocalSeen { window, until: HashMap::new(), sweep_at: 1024 }
     }
 
+    /// Forgets `key`: the message it marked was not sent.
+    pub fn forget(&mut self, key: u64) {
+        self.until.remove(&key);
+    }
+
     /// Records `key` at `now`; `false` if it was seen within the window (a duplicate).
     pub fn first(&mut self, key: u64, now: Instant) -> bool {
         if self.until.len() >= self.sweep_at {

@@ -3,9 +3,12 @@
 //! Cluster routes each script to one slot.
 //!
 //! - CP2: `{<prefix>:cp2:<digits>:<fingerprint hex>}`, `SET 1 NX EX window`.
-//! - CP1: `{<prefix>:cp1:<digits>}`, a hash {dw, dc, ww, wc}: day and week checked and counted
-//!   in one script (a refusal counts nothing). Days and weeks are calendar UTC by Redis's own
-//!   `TIME`; weeks start on Monday.
+//! - CP1: `{<prefix>:cp1:<digits>}` (`{<prefix>:cp1:<client>:<digits>}` with `caps_scope =
+//!   "client"`), a hash {dw, dc, ww, wc}: day and week checked and counted in one script (a
+//!   refusal counts nothing). Days and weeks are calendar days and Monday-to-Sunday weeks in
+//!   `policy.time_zone`, computed by the node ([`Period`]) so every node and Redis agree on
+//!   the zone's midnight; a count is taken back with [`PolicyRedis::uncount`] when the message
+//!   was not sent after all.
 
 use crate::pipeline::limit::redis::{RedisFail, RedisLimits};
 use fred::types::scripts::Script;
@@ -17,28 +20,82 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 
 return 0
 "#;
 
-/// KEYS[1]: the number's hash. ARGV: daily cap, weekly cap (0: none).
-/// Returns 1 counted, 2 over the daily cap, 3 over the weekly cap.
+/// KEYS[1]: the number's hash. ARGV: day, week (the calendar period of the message, counted
+/// by the node in `policy.time_zone`), daily cap, weekly cap (0: none), seconds the counts
+/// must live (to the end of the week). Returns 1 counted, 2 over the daily cap, 3 over the
+/// weekly cap.
 const CAPS: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1])
-local day = math.floor(now / 86400)
-local week = math.floor((day + 3) / 7)
-local pd = tonumber(ARGV[1])
-local pw = tonumber(ARGV[2])
+local day = ARGV[1]
+local week = ARGV[2]
+local pd = tonumber(ARGV[3])
+local pw = tonumber(ARGV[4])
 local h = redis.call('HMGET', KEYS[1], 'dw', 'dc', 'ww', 'wc')
 local dc = 0
 local wc = 0
-if tonumber(h[1] or '-1') == day then dc = tonumber(h[2]) end
-if tonumber(h[3] or '-1') == week then wc = tonumber(h[4]) end
+if h[1] == day then dc = tonumber(h[2]) end
+if h[3] == week then wc = tonumber(h[4]) end
 if pd > 0 and dc >= pd then return 2 end
 if pw > 0 and wc >= pw then return 3 end
 redis.call('HSET', KEYS[1], 'dw', day, 'dc', dc + 1, 'ww', week, 'wc', wc + 1)
-local ends = (day + 1) * 86400
-if pw > 0 then ends = (week + 1) * 7 * 86400 - 3 * 86400 end
-redis.call('EXPIRE', KEYS[1], ends - now + 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
 return 1
 "#;
+
+/// KEYS[1]: the number's hash. ARGV: the day and week a message was counted in. Takes that
+/// message's count back (if its period is still the current one). Returns 1.
+const UNCOUNT: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'dw', 'dc', 'ww', 'wc')
+if h[1] == ARGV[1] and tonumber(h[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'dc', -1) end
+if h[3] == ARGV[2] and tonumber(h[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'wc', -1) end
+return 1
+"#;
+
+/// KEYS[1]: a CP2 key this node set. Returns 1.
+const FORGET: &str = r#"
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+/// The calendar day and week a message falls in, and how long its counts must live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    /// Days since 1970-01-01 in the zone's calendar.
+    pub day: i64,
+    /// Weeks (Monday to Sunday) since the week of 1970-01-01.
+    pub week: i64,
+    /// Seconds from now to the end of the week, plus one.
+    pub ttl_s: i64,
+}
+
+impl Period {
+    /// The period of the instant `now_ms` (Unix ms) in `zone`.
+    pub fn of(zone: &jiff::tz::TimeZone, now_ms: u64) -> Period {
+        let ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let date = ts.to_zoned_datetime(zone.clone()).date();
+        let day = days_from_civil(i64::from(date.year()), i64::from(date.month()), i64::from(date.day()));
+        // 1970-01-01 was a Thursday: day + 3 counts from the Monday before it.
+        let week = (day + 3).div_euclid(7);
+        let days_left = 7 - i64::from(date.weekday().to_monday_zero_offset());
+        let week_end = date
+            .checked_add(jiff::Span::new().days(days_left))
+            .ok()
+            .and_then(|d| d.to_zoned_datetime(zone.clone()).ok())
+            .map_or(ts.as_second() + days_left * 86_400, |z| z.timestamp().as_second());
+        Period { day, week, ttl_s: (week_end - ts.as_second()).max(0) + 1 }
+    }
+}
+
+/// Days from 1970-01-01 to the proleptic Gregorian date y-m-d (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
 
 /// What the CP1 script answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +110,9 @@ pub struct PolicyRedis {
     client: RedisLimits,
     prefix: String,
     duplicate: Script,
+    forget: Script,
     caps: Script,
+    uncount: Script,
 }
 
 impl PolicyRedis {
@@ -62,26 +121,56 @@ impl PolicyRedis {
             client,
             prefix: prefix.to_owned(),
             duplicate: Script::from_lua(DUPLICATE),
+            forget: Script::from_lua(FORGET),
             caps: Script::from_lua(CAPS),
+            uncount: Script::from_lua(UNCOUNT),
+        }
+    }
+
+    /// The CP2 key of a (number, text) fingerprint.
+    pub fn duplicate_key(&self, digits: &str, fingerprint: u64) -> String {
+        format!("{{{}:cp2:{digits}:{fingerprint:016x}}}", self.prefix)
+    }
+
+    /// The CP1 key of a number, for every client (`client: None`) or one.
+    pub fn caps_key(&self, client: Option<&str>, digits: &str) -> String {
+        match client {
+            Some(c) => format!("{{{}:cp1:{c}:{digits}}}", self.prefix),
+            None => format!("{{{}:cp1:{digits}}}", self.prefix),
         }
     }
 
     /// `Ok(true)` the first time within `window_s`; `Ok(false)` a duplicate.
-    pub async fn first(&self, digits: &str, fingerprint: u64, window_s: u64) -> Result<bool, RedisFail> {
-        let key = format!("{{{}:cp2:{digits}:{fingerprint:016x}}}", self.prefix);
+    pub async fn first(&self, key: &str, window_s: u64) -> Result<bool, RedisFail> {
         let window = i64::try_from(window_s).unwrap_or(i64::MAX);
-        match self.client.call(&self.duplicate, &key, vec![Value::Integer(window)]).await?[..] {
+        match self.client.call(&self.duplicate, key, vec![Value::Integer(window)]).await?[..] {
             [1] => Ok(true),
             [0] => Ok(false),
             ref r => Err(RedisFail::Reply(format!("{r:?}"))),
         }
     }
 
-    /// Counts one message to `digits` unless a cap is reached.
-    pub async fn count(&self, digits: &str, daily: Option<u32>, weekly: Option<u32>) -> Result<CapAnswer, RedisFail> {
-        let key = format!("{{{}:cp1:{digits}}}", self.prefix);
-        let args = vec![Value::Integer(i64::from(daily.unwrap_or(0))), Value::Integer(i64::from(weekly.unwrap_or(0)))];
-        match self.client.call(&self.caps, &key, args).await?[..] {
+    /// Removes a CP2 key set by [`Self::first`]: the message was not sent after all.
+    pub async fn forget(&self, key: &str) -> Result<(), RedisFail> {
+        self.client.call(&self.forget, key, Vec::new()).await.map(drop)
+    }
+
+    /// Counts one message under `key` in `period` unless a cap is reached.
+    pub async fn count(
+        &self,
+        key: &str,
+        period: Period,
+        daily: Option<u32>,
+        weekly: Option<u32>,
+    ) -> Result<CapAnswer, RedisFail> {
+        let args = vec![
+            Value::Integer(period.day),
+            Value::Integer(period.week),
+            Value::Integer(i64::from(daily.unwrap_or(0))),
+            Value::Integer(i64::from(weekly.unwrap_or(0))),
+            Value::Integer(period.ttl_s),
+        ];
+        match self.client.call(&self.caps, key, args).await?[..] {
             [1] => Ok(CapAnswer::Counted),
             [2] => Ok(CapAnswer::OverDaily),
             [3] => Ok(CapAnswer::OverWeekly),
@@ -89,7 +178,48 @@ impl PolicyRedis {
         }
     }
 
+    /// Takes back one count made by [`Self::count`] in `period`.
+    pub async fn uncount(&self, key: &str, period: Period) -> Result<(), RedisFail> {
+        let args = vec![Value::Integer(period.day), Value::Integer(period.week)];
+        self.client.call(&self.uncount, key, args).await.map(drop)
+    }
+
     pub async fn quit(&self) {
         self.client.quit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(rfc3339: &str) -> u64 {
+        let ts: jiff::Timestamp = rfc3339.parse().unwrap();
+        u64::try_from(ts.as_millisecond()).unwrap()
+    }
+
+    #[test]
+    fn days_and_weeks_in_a_zone() {
+        let utc = jiff::tz::TimeZone::UTC;
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2026, 12, 4), 20_791);
+        // Thursday 1970-01-01 is in week 0; Monday 1970-01-05 starts week 1.
+        assert_eq!(Period::of(&utc, 0).week, 0);
+        assert_eq!(Period::of(&utc, 4 * 86_400_000).week, 1);
+        // 23:30 UTC on Friday 4 Dec 2026 is already Saturday in Berlin.
+        let late = ms("2026-12-04T23:30:00Z");
+        assert_eq!(Period::of(&utc, late).day, 20_791);
+        assert_eq!(Period::of(&berlin, late).day, 20_792);
+        // Sunday 23:30 in Berlin is 22:30 UTC: same week there, and the counts live until
+        // Monday 00:00 Berlin (30 min) plus one second.
+        let sunday = ms("2026-12-06T22:30:00Z");
+        let p = Period::of(&berlin, sunday);
+        assert_eq!(p.ttl_s, 30 * 60 + 1);
+        assert_eq!(p.week, Period::of(&berlin, ms("2026-11-30T00:00:00+01:00")).week);
+        assert_eq!(p.week + 1, Period::of(&berlin, ms("2026-12-07T00:00:00+01:00")).week);
+        // A week that contains a DST change (29 Mar 2026 in Berlin) ends at local midnight.
+        let p = Period::of(&berlin, ms("2026-03-28T12:00:00+01:00"));
+        assert_eq!(p.ttl_s, 36 * 3600 - 3600 + 1);
     }
 }

@@ -12,7 +12,7 @@ fn policy(config: &str, clients: &[ClientConfig], blacklist: &str) -> Policy {
     let config: PolicyConfig = toml::from_str(config).unwrap();
     let b = blacklist::Blacklist::from_text(blacklist).unwrap();
     let shared = Arc::new(arc_swap::ArcSwap::from_pointee(b));
-    let node = PolicyNode::new(&config, clients, &RedisConfig::default(), shared);
+    let node = PolicyNode::new(&config, clients, &RedisConfig::default(), shared).unwrap();
     Policy::new(Arc::new(node)).unwrap()
 }
 
@@ -21,7 +21,10 @@ fn req(from: &str, to: &str, text: &str) -> SubmitRequest {
     parse_submit(body.to_string().as_bytes()).unwrap()
 }
 
-fn status(r: Result<(), PolicyRejection>) -> Option<&'static str> {
+/// Wall time of the CP1 calendar; unused without Redis.
+const NOW_MS: u64 = 1_796_428_800_000;
+
+fn status(r: Result<Admitted, PolicyRejection>) -> Option<&'static str> {
     r.err().map(|e| e.status.as_str())
 }
 
@@ -31,16 +34,16 @@ fn registered_senders_only() {
     let p = policy("", &clients, "");
     let (acme, other, now) = (ClientId::new("acme"), ClientId::new("other"), Instant::now());
     for from in ["ACME", "+4912345"] {
-        assert_eq!(status(block_on(p.check(&acme, &req(from, "+4915112345678", "hi"), now))), None, "{from}");
+        assert_eq!(status(block_on(p.check(&acme, &req(from, "+4915112345678", "hi"), now, NOW_MS))), None, "{from}");
     }
     for from in ["EVIL", "4912345", "acme", "+4912346"] {
         assert_eq!(
-            status(block_on(p.check(&acme, &req(from, "+4915112345678", "hi"), now))),
+            status(block_on(p.check(&acme, &req(from, "+4915112345678", "hi"), now, NOW_MS))),
             Some("unregistered_sender"),
             "{from}"
         );
     }
-    assert_eq!(status(block_on(p.check(&other, &req("EVIL", "+4915112345678", "hi"), now))), None);
+    assert_eq!(status(block_on(p.check(&other, &req("EVIL", "+4915112345678", "hi"), now, NOW_MS))), None);
 }
 
 #[test]
@@ -48,11 +51,11 @@ fn blacklisted_numbers_are_refused_unless_switched_off() {
     let clients = [client("acme", ""), client("other", "[policy]\nblacklist = false")];
     let p = policy("", &clients, "+4915100000001\n");
     let now = Instant::now();
-    let r = block_on(p.check(&ClientId::new("acme"), &req("ACME", "+4915100000001", "hi"), now));
+    let r = block_on(p.check(&ClientId::new("acme"), &req("ACME", "+4915100000001", "hi"), now, NOW_MS));
     assert_eq!(status(r), Some("blacklist"));
-    let r = block_on(p.check(&ClientId::new("acme"), &req("ACME", "+4915100000002", "hi"), now));
+    let r = block_on(p.check(&ClientId::new("acme"), &req("ACME", "+4915100000002", "hi"), now, NOW_MS));
     assert_eq!(status(r), None);
-    let r = block_on(p.check(&ClientId::new("other"), &req("ACME", "+4915100000001", "hi"), now));
+    let r = block_on(p.check(&ClientId::new("other"), &req("ACME", "+4915100000001", "hi"), now, NOW_MS));
     assert_eq!(status(r), None);
 }
 
@@ -62,14 +65,26 @@ fn duplicates_within_the_window_on_this_shard() {
     let p = policy("duplicate_window_s = 60", &clients, "");
     let (acme, t0) = (ClientId::new("acme"), Instant::now());
     let m = req("ACME", "+4915112345678", "code 1234");
-    assert_eq!(status(block_on(p.check(&acme, &m, t0))), None);
-    assert_eq!(status(block_on(p.check(&acme, &m, t0 + Duration::from_secs(30)))), Some("duplicate"));
+    assert_eq!(status(block_on(p.check(&acme, &m, t0, NOW_MS))), None);
+    assert_eq!(status(block_on(p.check(&acme, &m, t0 + Duration::from_secs(30), NOW_MS))), Some("duplicate"));
     // Another text, another number: not duplicates.
-    assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345678", "code 9999"), t0))), None);
-    assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345679", "code 1234"), t0))), None);
-    assert_eq!(status(block_on(p.check(&acme, &m, t0 + Duration::from_secs(61)))), None);
+    assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345678", "code 9999"), t0, NOW_MS))), None);
+    assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345679", "code 1234"), t0, NOW_MS))), None);
+    assert_eq!(status(block_on(p.check(&acme, &m, t0 + Duration::from_secs(61), NOW_MS))), None);
     let other = ClientId::new("other");
-    assert_eq!(status(block_on(p.check(&other, &m, t0 + Duration::from_secs(62)))), None);
+    assert_eq!(status(block_on(p.check(&other, &m, t0 + Duration::from_secs(62), NOW_MS))), None);
+}
+
+#[test]
+fn a_released_message_is_no_duplicate() {
+    let p = policy("duplicate_window_s = 60", &[client("acme", "")], "");
+    let (acme, t0) = (ClientId::new("acme"), Instant::now());
+    let m = req("ACME", "+4915112345678", "code 1234");
+    let admitted = block_on(p.check(&acme, &m, t0, NOW_MS)).unwrap();
+    block_on(p.release(admitted));
+    let again = block_on(p.check(&acme, &m, t0 + Duration::from_secs(1), NOW_MS));
+    assert!(again.is_ok());
+    assert_eq!(status(block_on(p.check(&acme, &m, t0 + Duration::from_secs(2), NOW_MS))), Some("duplicate"));
 }
 
 #[test]
@@ -77,7 +92,7 @@ fn caps_without_redis_are_off() {
     let p = policy("daily_cap = 1\nweekly_cap = 1", &[client("acme", "")], "");
     let (acme, now) = (ClientId::new("acme"), Instant::now());
     for _ in 0..3 {
-        assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345678", "hi"), now))), None);
+        assert_eq!(status(block_on(p.check(&acme, &req("ACME", "+4915112345678", "hi"), now, NOW_MS))), None);
     }
 }
 
@@ -126,6 +141,10 @@ fn config_keys_are_validated_with_file_and_key() {
     assert_eq!(load("[policy]\nweekly_cap = 0\n", "").unwrap_err().key, "policy.weekly_cap");
     assert_eq!(load("", "senders = [\"far too long a name\"]").unwrap_err().key, "clients[0].senders");
     assert_eq!(load("[policy]\nblacklist = 1\n", "").unwrap_err().key, "policy.blacklist");
+    let e = load("", "[clients.policy]\ndaily_cap = 0").unwrap_err();
+    assert_eq!(e.key, "clients[0].policy.daily_cap");
+    let e = load("[policy]\ntime_zone = \"Europe/Nowhere\"\n", "").unwrap_err();
+    assert_eq!(e.key, "policy.time_zone");
     let e = load("", "[clients.policy]\ncap = false").unwrap_err();
     assert!(e.key.contains("cap"), "{e}");
 }
