@@ -49,6 +49,29 @@ impl<'de> Deserialize<'de> for MessageId {
     }
 }
 
+/// A campaign (CP1 on-build, `POST /api/v1/campaigns`): an id from the same generator as
+/// messages, so unique the same way; 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CampaignId(pub MessageId);
+
+impl CampaignId {
+    pub fn parse(s: &str) -> Option<Self> {
+        MessageId::parse(s).map(CampaignId)
+    }
+}
+
+impl fmt::Display for CampaignId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for CampaignId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Generates [`MessageId`]s for one shard. Shard-local: no atomics, no locks.
 #[derive(Debug)]
 pub struct IdGenerator {

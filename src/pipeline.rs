@@ -16,6 +16,7 @@ pub mod route;
 pub mod submit;
 
 use crate::clock::Clock;
+use crate::ids::CampaignId;
 use crate::ids::{ClientId, IdGenerator, LinkId, MessageId, SmscMessageId};
 use crate::observe::events;
 use crate::smpp::concat;
@@ -27,6 +28,7 @@ use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
 use limit::{LimitRejection, LimitTarget, Limiter};
 use parse::{ParseError, SubmitRequest};
+use policy::campaign::{Built, CampaignError, CampaignView};
 use policy::{Policy, PolicyRejection};
 use route::{Dest, Live, RouteError};
 use std::cell::{Cell, RefCell};
@@ -45,6 +47,8 @@ pub enum Rejection {
     Limited(LimitRejection),
     /// Refused by the contact policy (stage 5); never submitted, no record kept.
     Policy(PolicyRejection),
+    /// A call of the campaign API (`/api/v1/campaigns`) failed.
+    Campaign(CampaignError),
     /// The message never reached the SMSC; no record was kept.
     NotSubmitted(SubmitFailure),
     /// The SMSC refused it; the record (status `rejected`) was kept under `id`.
@@ -257,6 +261,29 @@ impl Pipeline {
         }
     }
 
+    /// `POST /api/v1/campaigns`: a draft campaign of this client, under a new id.
+    pub async fn create_campaign(&self, client: &ClientId, body: &[u8]) -> Result<CampaignView, Rejection> {
+        let now_ms = self.clock.now_ms();
+        let id = CampaignId(self.ids.borrow_mut().next(now_ms));
+        self.policy.create_campaign(client, id, body, now_ms).await.map_err(Rejection::Campaign)
+    }
+
+    /// `POST /api/v1/campaigns/{id}/build`: CP1 reserved now for every recipient that may have it.
+    pub async fn build_campaign(&self, client: &ClientId, id: &str) -> Result<Built, Rejection> {
+        let id = campaign_id(id)?;
+        self.policy.build_campaign(client, id, self.clock.now_ms()).await.map_err(Rejection::Campaign)
+    }
+
+    /// `DELETE /api/v1/campaigns/{id}`: cancelled, unused reservations given back.
+    pub async fn cancel_campaign(&self, client: &ClientId, id: &str) -> Result<CampaignView, Rejection> {
+        self.policy.cancel_campaign(client, campaign_id(id)?).await.map_err(Rejection::Campaign)
+    }
+
+    /// `GET /api/v1/campaigns/{id}`: a client sees its own campaigns only.
+    pub async fn campaign(&self, client: &ClientId, id: &str) -> Result<CampaignView, Rejection> {
+        self.policy.campaign(client, campaign_id(id)?).await.map_err(Rejection::Campaign)
+    }
+
     /// `GET /api/v1/messages/{id}`: a client sees its own messages only.
     pub async fn message(&self, client: &ClientId, id: &str) -> Result<MessageRecord, Rejection> {
         let id = MessageId::parse(id).ok_or(Rejection::BadMessageId)?;
@@ -265,4 +292,9 @@ impl Pipeline {
             _ => Err(Rejection::MessageNotFound),
         }
     }
+}
+
+/// A campaign id from a path; a malformed one is no campaign of anybody's.
+fn campaign_id(id: &str) -> Result<CampaignId, Rejection> {
+    CampaignId::parse(id).ok_or(Rejection::Campaign(CampaignError::NotFound))
 }

@@ -119,6 +119,11 @@ fn senders_blacklist_and_duplicates_without_redis() {
         c.send(&gw, API_KEY, "ACME", "+4915100000003", "your code 1234").is_none()
     });
 
+    // Campaigns live on Redis: without it they are unavailable, and say so.
+    let (status, body) =
+        campaign_call(&c.agent, &gw, "POST", "/api/v1/campaigns", Some(json!({"recipients": ["+4915100000009"]})));
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("campaigns_unavailable")), "{body}");
+
     assert_eq!(submits_seen(&mut sim), c.accepted, "the SMSC saw a refused message");
     assert!(gw.log().contains("blacklist reloaded"), "{}", gw.log());
     assert!(gw.terminate().success());
@@ -352,5 +357,120 @@ fn caps_per_client_in_a_time_zone_and_released_when_not_sent() {
     });
 
     assert_eq!(submits_seen(&mut sim), c.accepted + 3, "the SMSC saw a refused message");
+    assert!(gw.terminate().success());
+}
+
+/// A campaign API call: (status, body).
+fn campaign_call(
+    agent: &ureq::Agent,
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = gw.url(path);
+    let auth = format!("Bearer {API_KEY}");
+    let mut r = match (method, body) {
+        ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+        ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+        _ => agent.get(&url).header("Authorization", &auth).call(),
+    }
+    .expect("campaign request");
+    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
+}
+
+/// CP1 on-build: a campaign reserves each recipient's count at build (refusing the ones over
+/// their cap or blacklisted), its messages take the reservation instead of counting again,
+/// and a cancel gives back what was not used (real Redis, real SMSC simulator).
+#[test]
+fn campaigns_reserve_at_build_and_give_back_on_cancel() {
+    let redis = RedisServer::start();
+    let mut sim = Sim::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let blacklist = dir.path().join("blacklist.txt");
+    std::fs::write(&blacklist, "+4915500000004\n").unwrap();
+    let extra = format!(
+        "[redis]\nurl = \"{}\"\ncommand_timeout_ms = 500\n\n[policy]\ndaily_cap = 1\nblacklist_files = [\"{}\"]\n",
+        redis.url(),
+        blacklist.display()
+    );
+    let gw = Gateway::start(dir.path(), &GatewayConfig { extra_config: extra, ..GatewayConfig::one_link(sim.port) });
+    let mut c = Client::new();
+    let agent = c.agent.clone();
+    let (a, b, cc, d) = ("+4915500000001", "+4915500000002", "+4915500000003", "+4915500000004");
+    assert_eq!(c.send(&gw, API_KEY, "ACME", a, "before the campaign"), None);
+
+    let (status, body) =
+        campaign_call(&agent, &gw, "POST", "/api/v1/campaigns", Some(json!({"recipients": [a, "+49"]})));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_campaign")), "{body}");
+    assert_eq!(body["error"]["field"], "recipients[1]");
+    let (status, body) =
+        campaign_call(&agent, &gw, "POST", "/api/v1/campaigns", Some(json!({"recipients": [a, b, cc, d, b]})));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["status"].as_str(), body["recipients"].as_u64()), (Some("draft"), Some(4)), "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    let (status, built) = campaign_call(&agent, &gw, "POST", &format!("/api/v1/campaigns/{id}/build"), None);
+    assert_eq!(status, 200, "{built}");
+    assert_eq!(
+        (built["status"].as_str(), built["reserved"].as_u64(), built["refused"].as_u64()),
+        (Some("built"), Some(2), Some(2))
+    );
+    let mut at_build: Vec<(String, String)> = built["refused_recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["to"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned()))
+        .collect();
+    at_build.sort();
+    assert_eq!(at_build, [(a.to_owned(), "daily_cp".to_owned()), (d.to_owned(), "blacklist".to_owned())]);
+    let (status, body) = campaign_call(&agent, &gw, "POST", &format!("/api/v1/campaigns/{id}/build"), None);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("campaign_state")), "{body}");
+
+    // The build counted b: an ordinary message to b is over the cap, the campaign's is not,
+    // once.
+    assert_eq!(c.send(&gw, API_KEY, "ACME", b, "not the campaign"), refused("daily_cp"));
+    let mut send = |to: &str, text: &str| {
+        let (status, answer) = submit(
+            &agent,
+            &gw,
+            API_KEY,
+            &json!({"to": to, "from": "ACME", "text": text, "link": "100", "campaign": id}),
+        );
+        if status == 200 {
+            c.accepted += 1;
+            return None;
+        }
+        assert_eq!(status, 403, "{answer}");
+        Some(answer["error"]["code"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(send(b, "campaign 1"), None);
+    assert_eq!(send(b, "campaign 2"), refused("already_sent"));
+    assert_eq!(send(a, "campaign 3"), refused("not_in_campaign"));
+    let (status, view) = campaign_call(&agent, &gw, "GET", &format!("/api/v1/campaigns/{id}"), None);
+    assert_eq!((status, view["sent"].as_u64(), view["reserved"].as_u64()), (200, Some(1), Some(1)), "{view}");
+
+    // Cancel: c's unused reservation is given back, so c may get an ordinary message again.
+    let (status, view) = campaign_call(&agent, &gw, "DELETE", &format!("/api/v1/campaigns/{id}"), None);
+    assert_eq!(
+        (status, view["status"].as_str(), view["released"].as_u64()),
+        (200, Some("cancelled"), Some(1)),
+        "{view}"
+    );
+    assert_eq!(send(cc, "campaign 4"), refused("not_in_campaign"));
+    assert_eq!(c.send(&gw, API_KEY, "ACME", cc, "after the cancel"), None);
+    assert_eq!(c.send(&gw, API_KEY, "ACME", cc, "over the cap again"), refused("daily_cp"));
+
+    // Another client sees no such campaign; a malformed id is none either.
+    let mut r = agent
+        .get(&gw.url(&format!("/api/v1/campaigns/{id}")))
+        .header("Authorization", &format!("Bearer {OTHER_KEY}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "{}", r.body_mut().read_to_string().unwrap_or_default());
+    assert_eq!(campaign_call(&agent, &gw, "GET", "/api/v1/campaigns/xyz", None).0, 404);
+
+    assert_eq!(submits_seen(&mut sim), c.accepted, "the SMSC saw a refused message");
     assert!(gw.terminate().success());
 }

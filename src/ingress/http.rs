@@ -5,6 +5,8 @@
 //! | --- | --- | --- |
 //! | POST | /api/v1/messages | submit (see `pipeline.rs`) |
 //! | GET | /api/v1/messages/{id} | the lifecycle record |
+//! | POST | /api/v1/campaigns, /api/v1/campaigns/{id}/build | campaigns (CP1 on-build) |
+//! | GET, DELETE | /api/v1/campaigns/{id} | a campaign; cancel it |
 //! | GET | /healthz | liveness and bound sessions per link |
 //! | GET | /api/v1/dashboard/stats, /api/v1/dashboard/smpp-links, /metrics | docs/metrics.md |
 
@@ -12,8 +14,8 @@ use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
 use crate::observe::dashboard;
-use crate::pipeline::policy::blacklist::ReloadHandle;
-use crate::pipeline::Pipeline;
+use crate::pipeline::policy::{self, blacklist::ReloadHandle};
+use crate::pipeline::{Pipeline, Rejection};
 use crate::reload::Summary;
 use crate::smpp::link::LinkTable;
 use bytes::Bytes;
@@ -165,6 +167,12 @@ async fn route(
             };
             found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
         }
+        (&Method::POST, ["api", "v1", "campaigns"]) => create_campaign(req, pipeline, settings).await,
+        (&Method::GET, ["api", "v1", "campaigns", id]) => campaign(&req, pipeline, id, CampaignCall::Get).await,
+        (&Method::POST, ["api", "v1", "campaigns", id, "build"]) => {
+            campaign(&req, pipeline, id, CampaignCall::Build).await
+        }
+        (&Method::DELETE, ["api", "v1", "campaigns", id]) => campaign(&req, pipeline, id, CampaignCall::Cancel).await,
         (&Method::POST, ["api", "v1", "admin", "reload"]) => admin_reload(&req, &settings.admin).await,
         (&Method::POST, ["api", "v1", "admin", "blacklist", "reload"]) => blacklist_reload(&req, &settings.admin).await,
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &health(pipeline))),
@@ -174,9 +182,12 @@ async fn route(
             dashboard::links_response(router.links(), router.pools())
         }),
         (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(&pipeline.links(), pipeline.limit_stats())),
-        (_, ["api", "v1", "messages"]) | (_, ["api", "v1", "messages", _]) | (_, ["healthz"]) => {
-            Err(HttpError::MethodNotAllowed.into())
-        }
+        (_, ["api", "v1", "messages"])
+        | (_, ["api", "v1", "messages", _])
+        | (_, ["api", "v1", "campaigns"])
+        | (_, ["api", "v1", "campaigns", _])
+        | (_, ["api", "v1", "campaigns", _, "build"])
+        | (_, ["healthz"]) => Err(HttpError::MethodNotAllowed.into()),
         _ => Err(HttpError::NotFound.into()),
     };
     result.unwrap_or_else(error_response).map(Either::Left)
@@ -233,11 +244,13 @@ fn health(pipeline: &Pipeline) -> serde_json::Value {
     serde_json::json!({"status": "ok", "links": links})
 }
 
-async fn submit(
-    req: Request<Incoming>,
-    pipeline: &Rc<Pipeline>,
-    settings: &HttpSettings,
-) -> Result<Response<Full<Bytes>>, ErrorReply> {
+/// The client of a request's `Authorization`, or the 401 answer.
+fn client_of(req: &Request<Incoming>, pipeline: &Pipeline) -> Result<crate::ids::ClientId, Rejection> {
+    pipeline.authenticate(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))
+}
+
+/// A JSON body (or one without Content-Type) of at most `limit` bytes.
+async fn json_body(req: Request<Incoming>, limit: usize) -> Result<(hyper::http::request::Parts, Bytes), ErrorReply> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -246,14 +259,60 @@ async fn submit(
         }
     }
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, settings.max_body_bytes).collect().await.map_err(|e| {
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
-            HttpError::BodyTooLarge { limit: settings.max_body_bytes }
+            HttpError::BodyTooLarge { limit }
         } else {
             HttpError::BodyRead
         }
     })?;
-    let body = body.to_bytes();
+    Ok((parts, body.to_bytes()))
+}
+
+/// What is asked of an existing campaign.
+enum CampaignCall {
+    Get,
+    Build,
+    Cancel,
+}
+
+/// `GET /api/v1/campaigns/{id}`, `POST .../build`, `DELETE ...`: 200 with the campaign.
+async fn campaign(
+    req: &Request<Incoming>,
+    pipeline: &Pipeline,
+    id: &str,
+    call: CampaignCall,
+) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    let client = client_of(req, pipeline)?;
+    let answer = match call {
+        CampaignCall::Get => pipeline.campaign(&client, id).await.map(|c| json_response(StatusCode::OK, &c)),
+        CampaignCall::Build => pipeline.build_campaign(&client, id).await.map(|c| json_response(StatusCode::OK, &c)),
+        CampaignCall::Cancel => pipeline.cancel_campaign(&client, id).await.map(|c| json_response(StatusCode::OK, &c)),
+    };
+    answer.map_err(ErrorReply::from)
+}
+
+/// Most bytes of a `POST /api/v1/campaigns` body: every recipient as `"+<15 digits>",`.
+const CAMPAIGN_BODY_BYTES: usize = 20 * policy::campaign::MAX_RECIPIENTS + 1024;
+
+/// `POST /api/v1/campaigns`: 201 with the new draft.
+async fn create_campaign(
+    req: Request<Incoming>,
+    pipeline: &Rc<Pipeline>,
+    settings: &HttpSettings,
+) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    let client = client_of(&req, pipeline)?;
+    let (_, body) = json_body(req, CAMPAIGN_BODY_BYTES.max(settings.max_body_bytes)).await?;
+    let created = pipeline.create_campaign(&client, &body).await.map_err(ErrorReply::from)?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+async fn submit(
+    req: Request<Incoming>,
+    pipeline: &Rc<Pipeline>,
+    settings: &HttpSettings,
+) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    let (parts, body) = json_body(req, settings.max_body_bytes).await?;
     let auth = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
     // A detached task: if the client goes away mid-request, hyper drops this future, but a
     // message that reached the SMSC must still get its record.

@@ -3,6 +3,7 @@
 
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::policy::blacklist::ReloadError;
+use crate::pipeline::policy::campaign::CampaignError;
 use crate::pipeline::policy::PolicyStatus;
 use crate::pipeline::route::RouteError;
 use crate::pipeline::submit::SubmitFailure;
@@ -143,6 +144,7 @@ impl From<Rejection> for ErrorReply {
             Rejection::Parse(e) => {
                 ErrorReply { field: e.field, ..ErrorReply::new(StatusCode::BAD_REQUEST, e.code, e.message) }
             }
+            Rejection::Campaign(e) => campaign_error(e),
             Rejection::Auth(e) => ErrorReply::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -239,6 +241,24 @@ impl From<Rejection> for ErrorReply {
     }
 }
 
+fn campaign_error(e: CampaignError) -> ErrorReply {
+    match e {
+        CampaignError::Invalid { field, message } => {
+            ErrorReply { field: Some(field), ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_campaign", message) }
+        }
+        CampaignError::NotFound => ErrorReply::new(StatusCode::NOT_FOUND, "campaign_not_found", "no such campaign"),
+        CampaignError::State { status } => ErrorReply::new(
+            StatusCode::CONFLICT,
+            "campaign_state",
+            format!("the campaign is `{status}`: not possible in that state"),
+        ),
+        CampaignError::Unavailable(reason) => ErrorReply {
+            retry_after_s: Some(1),
+            ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "campaigns_unavailable", reason)
+        },
+    }
+}
+
 fn policy_message(s: PolicyStatus) -> &'static str {
     match s {
         PolicyStatus::UnregisteredSender => "`from` is not a sender registered for this client",
@@ -248,6 +268,10 @@ fn policy_message(s: PolicyStatus) -> &'static str {
         PolicyStatus::WeeklyCp => {
             "this number has had its weekly cap of messages (calendar week, Monday to Sunday, in policy.time_zone)"
         }
+        PolicyStatus::NotInCampaign => {
+            "the campaign holds no reservation for this number (not listed, refused at build, cancelled, or not built)"
+        }
+        PolicyStatus::AlreadySent => "the campaign already sent a message to this number",
     }
 }
 
@@ -362,6 +386,10 @@ pub fn grpc_status(r: Rejection) -> GrpcReply {
         Rejection::Limited(_) => GrpcCode::ResourceExhausted,
         // A business rule refused it; the same message would be refused again.
         Rejection::Policy(_) => GrpcCode::FailedPrecondition,
+        Rejection::Campaign(CampaignError::Invalid { .. }) => GrpcCode::InvalidArgument,
+        Rejection::Campaign(CampaignError::NotFound) => GrpcCode::NotFound,
+        Rejection::Campaign(CampaignError::State { .. }) => GrpcCode::FailedPrecondition,
+        Rejection::Campaign(CampaignError::Unavailable(_)) => GrpcCode::Unavailable,
     };
     let reply = ErrorReply::from(r);
     let retry_after_ms = precise_ms.or(reply.retry_after_s.map(|s| u64::from(s) * 1000));

@@ -1,7 +1,7 @@
 //! Stage 1: parse and validate a submit request. Bad input ends here with a precise reason;
 //! nothing else happens.
 
-use crate::ids::{LinkId, Msisdn};
+use crate::ids::{CampaignId, LinkId, Msisdn};
 use crate::smpp::concat;
 use crate::smpp::encoding::{self, Encoded};
 use crate::smpp::pdu::{tag, Tlv};
@@ -28,6 +28,10 @@ pub struct SubmitFields {
     /// Optional TLVs passed through to every submit_sm of the message.
     #[serde(default)]
     pub tlvs: Vec<TlvField>,
+    /// A built campaign this message belongs to: it takes the recipient's CP1 reservation
+    /// instead of counting again.
+    #[serde(default)]
+    pub campaign: Option<String>,
 }
 
 /// `{"tag": 5126, "value": "0a0b"}`: a TLV tag (0-65535) and its value in hex.
@@ -80,6 +84,7 @@ pub struct SubmitRequest {
     pub client_ref: Option<String>,
     pub callback_url: Option<String>,
     pub tlvs: Vec<Tlv>,
+    pub campaign: Option<CampaignId>,
 }
 
 /// Why a request was refused, with the field it concerns.
@@ -150,7 +155,13 @@ pub fn validate(b: SubmitFields) -> Result<SubmitRequest, ParseError> {
         })?;
     }
     let tlvs = parse_tlvs(&b.tlvs)?;
-    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref, callback_url: b.callback_url, tlvs })
+    let campaign = match &b.campaign {
+        None => None,
+        Some(c) => Some(CampaignId::parse(c).ok_or_else(|| {
+            ParseError::new("invalid_campaign", "campaign", "`campaign` must be a campaign id: 16 hex digits")
+        })?),
+    };
+    Ok(SubmitRequest { to, from, text, target, client_ref: b.client_ref, callback_url: b.callback_url, tlvs, campaign })
 }
 
 fn parse_tlvs(fields: &[TlvField]) -> Result<Vec<Tlv>, ParseError> {

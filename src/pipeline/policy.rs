@@ -16,17 +16,20 @@
 //! ([`Policy::release`]) when the message is not sent after all.
 
 pub mod blacklist;
+pub mod campaign;
 pub mod config;
 pub mod duplicate;
 pub mod redis;
 
 use crate::config::ClientConfig;
+use crate::ids::CampaignId;
 use crate::ids::ClientId;
 use crate::observe::events;
 use crate::pipeline::limit::config::RedisConfig;
 use crate::pipeline::limit::redis::RedisLimits;
 use crate::pipeline::parse::SubmitRequest;
 use blacklist::SharedBlacklist;
+use campaign::{Built, CampaignError, CampaignView, Take};
 use config::{CapsScope, ClientPolicy, PolicyConfig};
 use duplicate::LocalSeen;
 use redis::{CapAnswer, Period, PolicyRedis};
@@ -43,6 +46,11 @@ pub enum PolicyStatus {
     Duplicate,
     DailyCp,
     WeeklyCp,
+    /// A campaign message to a recipient the campaign has no reservation for (not listed,
+    /// refused at build, given back by a cancel, or the campaign is not built).
+    NotInCampaign,
+    /// A campaign message to a recipient the campaign already sent to.
+    AlreadySent,
 }
 
 impl PolicyStatus {
@@ -54,6 +62,8 @@ impl PolicyStatus {
             PolicyStatus::Duplicate => "duplicate",
             PolicyStatus::DailyCp => "daily_cp",
             PolicyStatus::WeeklyCp => "weekly_cp",
+            PolicyStatus::NotInCampaign => "not_in_campaign",
+            PolicyStatus::AlreadySent => "already_sent",
         }
     }
 }
@@ -113,12 +123,6 @@ impl PolicyNode {
         let zone = config.zone().map_err(|e| format!("policy.time_zone: {e}"))?;
         Ok(PolicyNode { config: config.clone(), zone, clients, blacklist, redis: redis.clone() })
     }
-
-    fn needs_redis(&self) -> bool {
-        self.config.duplicate_window_s > 0
-            || self.config.has_caps()
-            || self.clients.values().any(|c| c.switches.has_caps())
-    }
 }
 
 /// What an admitted message holds of the policy's counters, to be given back with
@@ -128,6 +132,8 @@ impl PolicyNode {
 pub struct Admitted {
     duplicate: Option<Marked>,
     counted: Option<(String, Period)>,
+    /// A campaign message: the reservation it took.
+    taken: Option<(CampaignId, ClientId, String)>,
 }
 
 /// Where CP2 marked a message as seen.
@@ -149,15 +155,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Shard-local; with a Redis URL and CP1 or CP2 configured it starts connecting on the
-    /// current glommio executor (the limiter's connection style).
+    /// Shard-local; with a Redis URL it starts connecting on the current glommio executor (the
+    /// limiter's connection style).
     pub fn new(node: Arc<PolicyNode>) -> Result<Self, String> {
-        let redis = match (&node.redis.url, node.needs_redis()) {
-            (Some(url), true) => Some(PolicyRedis::new(
+        // With Redis, always: campaigns can be created whatever else is configured.
+        let redis = match &node.redis.url {
+            Some(url) => Some(PolicyRedis::new(
                 RedisLimits::connect(url, node.redis.command_timeout(), node.redis.reconnect_delay_ms)?,
                 &node.redis.key_prefix,
             )),
-            _ => None,
+            None => None,
         };
         let seen = RefCell::new(LocalSeen::new(Duration::from_secs(node.config.duplicate_window_s)));
         Ok(Policy { node, redis, seen })
@@ -212,11 +219,35 @@ impl Policy {
             }
             admitted.duplicate = Some(marked);
         }
-        let (daily, weekly) = (switches.daily_cap.or(c.daily_cap), switches.weekly_cap.or(c.weekly_cap));
+        if let Some(campaign) = req.campaign {
+            // CP1 was counted when the campaign was built: take the reservation instead.
+            let refused = match &self.redis {
+                None => Some(PolicyStatus::NotInCampaign),
+                Some(r) => match r.campaign_take(campaign, client, to).await {
+                    Ok(Take::Taken) => {
+                        admitted.taken = Some((campaign, client.clone(), to.to_owned()));
+                        None
+                    }
+                    Ok(Take::AlreadySent) => Some(PolicyStatus::AlreadySent),
+                    Ok(Take::NotReserved) => Some(PolicyStatus::NotInCampaign),
+                    Err(e) => {
+                        if let Some(suppressed) = events::log_due("policy", "redis_campaign") {
+                            tracing::warn!(error = %e, suppressed, "campaign reservation not checked on Redis; message passes");
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(status) = refused {
+                self.release(admitted).await;
+                return Err(PolicyRejection::new(status));
+            }
+            return Ok(admitted);
+        }
+        let (daily, weekly) = self.caps(switches);
         if switches.caps && (daily.is_some() || weekly.is_some()) {
             if let Some(r) = &self.redis {
-                let scope = (c.caps_scope == CapsScope::Client).then_some(client.as_str());
-                let key = r.caps_key(scope, to);
+                let key = self.caps_key(r, client, to);
                 let period = Period::of(&self.node.zone, now_ms);
                 let refused = match r.count(&key, period, daily, weekly).await {
                     Ok(CapAnswer::Counted) => {
@@ -242,6 +273,18 @@ impl Policy {
         Ok(admitted)
     }
 
+    /// The CP1 caps of a client: its own, else the global ones.
+    fn caps(&self, switches: ClientPolicy) -> (Option<u32>, Option<u32>) {
+        let c = &self.node.config;
+        (switches.daily_cap.or(c.daily_cap), switches.weekly_cap.or(c.weekly_cap))
+    }
+
+    /// The CP1 key of `digits` for `client` in the configured scope.
+    fn caps_key(&self, r: &PolicyRedis, client: &ClientId, digits: &str) -> String {
+        let scope = (self.node.config.caps_scope == CapsScope::Client).then_some(client.as_str());
+        r.caps_key(scope, digits)
+    }
+
     /// CP2: whether this is the first time within the window, and where that was marked.
     async fn first(&self, to: &str, fingerprint: u64, now: Instant) -> (bool, Marked) {
         if let Some(r) = &self.redis {
@@ -258,6 +301,52 @@ impl Policy {
         (self.seen.borrow_mut().first(fingerprint, now), Marked::Local(fingerprint))
     }
 
+    /// Campaigns live on Redis only.
+    fn campaign_redis(&self) -> Result<&PolicyRedis, CampaignError> {
+        self.redis.as_ref().ok_or_else(|| CampaignError::Unavailable("campaigns need redis.url".into()))
+    }
+
+    /// `POST /api/v1/campaigns`: a draft with these recipients.
+    pub async fn create_campaign(
+        &self,
+        client: &ClientId,
+        id: CampaignId,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<CampaignView, CampaignError> {
+        let new: campaign::NewCampaign = serde_json::from_slice(body).map_err(|e| CampaignError::Invalid {
+            field: e.to_string().split('`').nth(1).unwrap_or("body").to_owned(),
+            message: e.to_string(),
+        })?;
+        let recipients = campaign::recipients(&new)?;
+        let r = self.campaign_redis()?;
+        r.campaign_create(id, client, &recipients, now_ms, self.node.config.campaign_ttl_s).await?;
+        r.campaign_view(id, client).await
+    }
+
+    /// `POST /api/v1/campaigns/{id}/build`: blacklist and CP1 reservation of every recipient,
+    /// in the period of `now_ms`.
+    pub async fn build_campaign(&self, client: &ClientId, id: CampaignId, now_ms: u64) -> Result<Built, CampaignError> {
+        let r = self.campaign_redis()?;
+        let switches = self.node.clients.get(client).map(|c| c.switches).unwrap_or_default();
+        let caps = if switches.caps { self.caps(switches) } else { (None, None) };
+        let list = self.node.blacklist.load();
+        let listed = |d: &str| switches.blacklist && list.contains(d);
+        let period = Period::of(&self.node.zone, now_ms);
+        r.campaign_build(id, client, period, caps, listed, |d| self.caps_key(r, client, d)).await
+    }
+
+    /// `DELETE /api/v1/campaigns/{id}`: cancelled; unused reservations given back.
+    pub async fn cancel_campaign(&self, client: &ClientId, id: CampaignId) -> Result<CampaignView, CampaignError> {
+        let r = self.campaign_redis()?;
+        r.campaign_cancel(id, client, |d| self.caps_key(r, client, d)).await
+    }
+
+    /// `GET /api/v1/campaigns/{id}`.
+    pub async fn campaign(&self, client: &ClientId, id: CampaignId) -> Result<CampaignView, CampaignError> {
+        self.campaign_redis()?.campaign_view(id, client).await
+    }
+
     /// Gives back what an admitted message counted: it was not sent (refused by a later stage,
     /// never reached the SMSC, or refused by the SMSC), so it counts toward no cap and is no
     /// duplicate. A Redis error here leaves the count in place (logged): a cap errs strict.
@@ -272,6 +361,12 @@ impl Policy {
                 }
             }
             None => {}
+        }
+        if let (Some((campaign, client, digits)), Some(r)) = (admitted.taken, &self.redis) {
+            let caps_key = |d: &str| self.caps_key(r, &client, d);
+            if let Err(e) = r.campaign_untake(campaign, &client, &digits, caps_key).await {
+                tracing::warn!(%campaign, error = ?e, "campaign reservation not given back");
+            }
         }
         if let (Some((key, period)), Some(r)) = (admitted.counted, &self.redis) {
             if let Err(e) = r.uncount(&key, period).await {

@@ -37,6 +37,7 @@ pub fn fields(m: pb::SubmitRequest) -> Result<SubmitFields, ParseError> {
         client_ref: m.client_ref,
         callback_url: m.callback_url,
         tlvs,
+        campaign: m.campaign,
     })
 }
 

@@ -199,18 +199,34 @@ impl RedisLimits {
     }
 
     pub(crate) async fn call(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Vec<i64>, RedisFail> {
-        let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, key, args).await) };
-        let value = match glommio::timer::timeout(self.deadline, fut).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(RedisFail::Redis(e)),
-            Err(_) => return Err(RedisFail::Timeout),
-        };
-        match value {
+        match self.call_raw(script, key, args).await? {
             Value::Array(items) => {
                 items.iter().map(|v| v.as_i64().ok_or_else(|| RedisFail::Reply(format!("{v:?}")))).collect()
             }
             Value::Integer(i) => Ok(vec![i]),
             other => Err(RedisFail::Reply(format!("{other:?}"))),
+        }
+    }
+
+    /// A script whose answer is a list of strings or nils (`HMGET`).
+    pub(crate) async fn call_values(
+        &self,
+        script: &Script,
+        key: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Option<String>>, RedisFail> {
+        match self.call_raw(script, key, args).await? {
+            Value::Array(items) => Ok(items.into_iter().map(|v| v.into_string()).collect()),
+            other => Err(RedisFail::Reply(format!("{other:?}"))),
+        }
+    }
+
+    async fn call_raw(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Value, RedisFail> {
+        let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, key, args).await) };
+        match glommio::timer::timeout(self.deadline, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RedisFail::Redis(e)),
+            Err(_) => Err(RedisFail::Timeout),
         }
     }
 

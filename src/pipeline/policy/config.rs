@@ -36,6 +36,9 @@ pub struct PolicyConfig {
     pub blacklist_s3: Vec<S3Source>,
     /// The longest one S3 request may take, the whole body of a GET included, ms. Default 60000.
     pub blacklist_s3_timeout_ms: u64,
+    /// How long a campaign (and its reservations' bookkeeping) is kept on Redis after it was
+    /// created, s. Default 691200 (8 days: a reservation counts in its build's week).
+    pub campaign_ttl_s: u64,
 }
 
 /// Whose messages CP1 counts together.
@@ -102,6 +105,7 @@ impl Default for PolicyConfig {
             caps_scope: CapsScope::Global,
             blacklist_s3: Vec::new(),
             blacklist_s3_timeout_ms: 60_000,
+            campaign_ttl_s: 8 * 86_400,
         }
     }
 }
@@ -130,6 +134,9 @@ impl PolicyConfig {
         }
         if self.blacklist_s3_timeout_ms == 0 {
             return bad("blacklist_s3_timeout_ms", "must be greater than 0");
+        }
+        if self.campaign_ttl_s == 0 {
+            return bad("campaign_ttl_s", "must be greater than 0");
         }
         if self.duplicate_window_s > 366 * 86_400 {
             return bad("duplicate_window_s", "must be at most a year (31622400 s)");

@@ -10,6 +10,7 @@
 //!   the zone's midnight; a count is taken back with [`PolicyRedis::uncount`] when the message
 //!   was not sent after all.
 
+use super::campaign::CampaignScripts;
 use crate::pipeline::limit::redis::{RedisFail, RedisLimits};
 use fred::types::scripts::Script;
 use fred::types::Value;
@@ -107,8 +108,10 @@ pub enum CapAnswer {
 
 /// One shard's Redis side of the policy stage.
 pub struct PolicyRedis {
-    client: RedisLimits,
-    prefix: String,
+    pub(super) client: RedisLimits,
+    pub(super) prefix: String,
+    /// The campaign scripts ([`super::campaign`]).
+    pub(super) campaign: CampaignScripts,
     duplicate: Script,
     forget: Script,
     caps: Script,
@@ -120,6 +123,7 @@ impl PolicyRedis {
         PolicyRedis {
             client,
             prefix: prefix.to_owned(),
+            campaign: CampaignScripts::new(),
             duplicate: Script::from_lua(DUPLICATE),
             forget: Script::from_lua(FORGET),
             caps: Script::from_lua(CAPS),

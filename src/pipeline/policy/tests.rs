@@ -106,6 +106,8 @@ fn answers_403_and_failed_precondition_with_the_status() {
         PolicyStatus::Duplicate,
         PolicyStatus::DailyCp,
         PolicyStatus::WeeklyCp,
+        PolicyStatus::NotInCampaign,
+        PolicyStatus::AlreadySent,
     ] {
         let http = ErrorReply::from(Rejection::Policy(PolicyRejection::new(status)));
         assert_eq!(http.status.as_u16(), 403);
