@@ -216,11 +216,7 @@ fn redis_round_trips() {
     if std::env::var_os("LIMITS_BENCH_SKIP_REDIS").is_some() {
         return;
     }
-    let has_redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let has_redis = redis_server::RedisServer::available();
     if !has_redis {
         eprintln!("redis round trips: skipped (no redis-server on the PATH)");
         return;

@@ -120,11 +120,7 @@ fn redis_costs() {
     if std::env::var_os("POLICY_BENCH_SKIP_REDIS").is_some() {
         return;
     }
-    let has_redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let has_redis = redis_server::RedisServer::available();
     if !has_redis {
         eprintln!("policy on Redis: skipped (no redis-server on the PATH)");
         return;

@@ -11,6 +11,12 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Whether `redis-server` is on the PATH (benchmarks skip their Redis part without it).
+    #[allow(dead_code)]
+    pub fn available() -> bool {
+        Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+
     pub fn start() -> RedisServer {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
