@@ -187,7 +187,10 @@ impl Pipeline {
         let segments = concat::min_segments(&req.text) as u32;
         self.limiter.admit(&client, &req.to, &target, segments).await.map_err(Rejection::Limited)?;
         self.limiter.check_destination(&client, &req.to, now).await.map_err(Rejection::Limited)?;
-        let admitted = self.policy.check(&client, &req, now, self.clock.now_ms()).await.map_err(Rejection::Policy)?;
+        let admitted = match self.policy.check(&client, &req, now, self.clock.now_ms()).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Err(self.refused(client, req, &resolved.dest, refusal).await),
+        };
         let result = self.send(client, req, resolved, &router).await;
         if matches!(result, Err(Rejection::Route(_) | Rejection::NotSubmitted(_) | Rejection::SmscRejected { .. })) {
             // Not sent: the message counts toward no cap and is no duplicate. Given back before
@@ -195,6 +198,48 @@ impl Pipeline {
             self.policy.release(admitted).await;
         }
         result
+    }
+
+    /// Keeps the record of a message the contact policy refused (status `refused`, the rule as
+    /// the transition's reason), durably, so the refusal can be looked up by its id. If the
+    /// store cannot keep it, the refusal is answered without an id (logged).
+    async fn refused(
+        &self,
+        client: ClientId,
+        req: SubmitRequest,
+        dest: &Dest,
+        mut refusal: PolicyRejection,
+    ) -> Rejection {
+        let now_ms = self.clock.now_ms();
+        let id = self.ids.borrow_mut().next(now_ms);
+        let (link, route) = match dest {
+            Dest::Link(l) => (l.clone(), format!("link:{l}")),
+            Dest::Pool(p) => (LinkId::new(""), format!("pool:{p}")),
+        };
+        let reason = Some(refusal.status.as_str().to_owned());
+        let record = MessageRecord {
+            id,
+            client,
+            to: req.to,
+            from: req.from.addr,
+            link,
+            route,
+            client_ref: req.client_ref,
+            callback_url: req.callback_url,
+            segments: concat::min_segments(&req.text) as u16,
+            parts: Vec::new(),
+            status: Status::Refused,
+            transitions: vec![Transition { reason, ..Transition::at(Status::Refused, now_ms) }],
+        };
+        match self.state.put(record).await {
+            Ok(()) => refusal.id = Some(id),
+            Err(e) => {
+                if let Some(suppressed) = events::log_due("", "refusal_not_kept") {
+                    tracing::warn!(%id, error = %e, suppressed, "refused message's record not kept");
+                }
+            }
+        }
+        Rejection::Policy(refusal)
     }
 
     /// Stages 6b-8 for a message the limits and the policy let through.

@@ -100,6 +100,16 @@ fn senders_blacklist_and_duplicates_without_redis() {
 
     // Blacklist, then a number added to the file is picked up without a restart.
     assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000001", "b1"), refused("blacklist"));
+    // The refusal is kept as the message's record: its id comes with the 403.
+    let body = json!({"to": "+4915100000001", "from": "ACME", "text": "kept", "link": "100", "client_ref": "r-7"});
+    let (status, answer) = submit(&c.agent, &gw, API_KEY, &body);
+    assert_eq!(status, 403, "{answer}");
+    let id = answer["error"]["id"].as_str().expect("the refused message's id").to_owned();
+    let (status, record) = get_message(&c.agent, &gw, API_KEY, &id);
+    assert_eq!((status, record["status"].as_str()), (200, Some("refused")), "{record}");
+    assert_eq!(record["transitions"][0]["reason"], "blacklist", "{record}");
+    assert_eq!((record["client_ref"].as_str(), record["route"].as_str()), (Some("r-7"), Some("link:100")), "{record}");
+    assert_eq!(get_message(&c.agent, &gw, OTHER_KEY, &id).0, 404);
     assert_eq!(c.send(&gw, API_KEY, "ACME", "+4915100000002", "b2"), None);
     rewrite(&blacklist, "+4915100000001\n+4915100000002\n", 2);
     let mut n = 0;

@@ -187,7 +187,10 @@ impl From<Rejection> for ErrorReply {
                     format!("over the {:?} limit `{}`; retry after {} s", l.layer, l.key, l.retry_after_secs()),
                 )
             },
-            Rejection::Policy(p) => ErrorReply::new(StatusCode::FORBIDDEN, p.status.as_str(), policy_message(p.status)),
+            Rejection::Policy(p) => ErrorReply {
+                id: p.id.map(|id| id.to_string()),
+                ..ErrorReply::new(StatusCode::FORBIDDEN, p.status.as_str(), policy_message(p.status))
+            },
             Rejection::NotSubmitted(f) => not_submitted(f),
             Rejection::SmscRejected { id, status }
                 if status == CommandStatus::RTHROTTLED || status == CommandStatus::RMSGQFUL =>

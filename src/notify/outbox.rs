@@ -106,8 +106,10 @@ impl WebhookTargets {
 
     /// Whether `rec` may owe any event (it has a `callback_url` or its client a `webhook_url`):
     /// the store reads the previous version of a put record only then.
+    /// A refused message owes no event: its client had the refusal as the answer.
     pub fn wants_any(&self, rec: &MessageRecord) -> bool {
-        rec.callback_url.is_some() || self.clients.get(&rec.client).is_some_and(|h| h.url.is_some())
+        rec.status != Status::Refused
+            && (rec.callback_url.is_some() || self.clients.get(&rec.client).is_some_and(|h| h.url.is_some()))
     }
 }
 
@@ -157,6 +159,7 @@ fn status_name(s: Status) -> &'static str {
         Status::Expired => "expired",
         Status::Deleted => "failed",
         Status::Unknown => "unknown",
+        Status::Refused => "refused",
     }
 }
 

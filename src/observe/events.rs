@@ -142,6 +142,7 @@ pub fn status_name(s: Status) -> &'static str {
         Status::Deleted => "deleted",
         Status::ReceiptRejected => "receipt_rejected",
         Status::Unknown => "unknown",
+        Status::Refused => "refused",
     }
 }
 

@@ -22,8 +22,8 @@ pub mod duplicate;
 pub mod redis;
 
 use crate::config::ClientConfig;
-use crate::ids::CampaignId;
 use crate::ids::ClientId;
+use crate::ids::{CampaignId, MessageId};
 use crate::observe::events;
 use crate::pipeline::limit::config::RedisConfig;
 use crate::pipeline::limit::redis::RedisLimits;
@@ -72,11 +72,13 @@ impl PolicyStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyRejection {
     pub status: PolicyStatus,
+    /// The id of the refused message's record (status `refused`), once it is kept.
+    pub id: Option<MessageId>,
 }
 
 impl PolicyRejection {
-    fn new(status: PolicyStatus) -> Self {
-        PolicyRejection { status }
+    pub fn new(status: PolicyStatus) -> Self {
+        PolicyRejection { status, id: None }
     }
 }
 

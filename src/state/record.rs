@@ -26,6 +26,9 @@ pub enum Status {
     ReceiptRejected,
     /// Outcome unknown: the PDU was written but no answer came (timeout, connection lost).
     Unknown,
+    /// Refused by the contact policy (the transition's `reason` says which rule); never
+    /// submitted, no webhook (the client had its answer).
+    Refused,
 }
 
 impl Status {
@@ -50,11 +53,14 @@ pub struct Transition {
     /// From a receipt: the SMSC's `done date` exactly as received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smsc_done_date: Option<String>,
+    /// Of a `refused` transition: the policy status (`blacklist`, `daily_cp`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Transition {
     pub fn at(status: Status, at_ms: u64) -> Self {
-        Transition { status, at_ms, command_status: None, error_code: None, smsc_done_date: None }
+        Transition { status, at_ms, command_status: None, error_code: None, smsc_done_date: None, reason: None }
     }
 }
 
@@ -152,6 +158,7 @@ impl MessageRecord {
                 command_status: None,
                 error_code: p.error_code.clone(),
                 smsc_done_date: p.smsc_done_date.clone(),
+                reason: None,
             },
         };
         // A receipt can arrive before smsgate recorded the submit (it was parked, then applied
@@ -187,6 +194,7 @@ impl Receipt {
             command_status: None,
             error_code: self.error_code.clone(),
             smsc_done_date: self.smsc_done_date.clone(),
+            reason: None,
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn status(s: Status) -> pb::MessageStatus {
         Status::Deleted => P::Deleted,
         Status::ReceiptRejected => P::ReceiptRejected,
         Status::Unknown => P::Unknown,
+        Status::Refused => P::Refused,
     }
 }
 
@@ -85,6 +86,7 @@ fn transition(t: Transition) -> pb::Transition {
         command_status: t.command_status,
         error_code: t.error_code,
         smsc_done_date: t.smsc_done_date,
+        reason: t.reason,
     }
 }
 
