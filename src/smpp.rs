@@ -1,7 +1,7 @@
 //! SMPP 3.4, ESME side. A leaf: knows no store, no outbox, no client.
 //!
 //! - `pdu`: bytes ↔ PDUs, pure and fuzzable; `receipt`: receipt text.
-//! - `encoding`: text → GSM 7-bit or UCS-2; `concat`: long texts → UDH parts or message_payload.
+//! - `encoding`: text ↔ GSM 7-bit, Latin-1, UCS-2; `concat`: long texts → UDH parts or message_payload, and inbound parts back to their place.
 //! - `pacer`: AIMD send rate after SMSC throttling.
 //! - `session`: one bind: window, enquire_link, reconnect, unbind; hands deliver_sm up.
 //! - `link`: links, their session slots and which shard owns each.

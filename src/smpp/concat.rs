@@ -5,9 +5,12 @@
 //!   holds 153 septets (152 with the 16-bit reference), a UCS-2 part 67 units (66); an escape
 //!   sequence or a surrogate pair is never split across parts.
 //! - `message_payload`: the whole text in one submit_sm's TLV 0x0424, short_message empty.
+//!
+//! Inbound, [`part_of`] reads where one deliver_sm sits in its concatenated message: from the
+//! UDH (both reference sizes) or from the SAR TLVs.
 
 use super::encoding::{data_coding, Encoded, GSM7_SINGLE_SEPTETS, UCS2_SINGLE_UNITS};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How a link sends texts longer than one SMS (`long_messages` in smpp_rules.toml).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -125,10 +128,93 @@ pub fn split(e: &Encoded, mode: LongMessages, reference: u16) -> Vec<Chunk> {
         .collect()
 }
 
+/// Where one inbound part sits in its concatenated message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartOf {
+    /// The concatenation reference (8-bit UDH references are 0-255).
+    pub reference: u16,
+    /// Parts in the message, 2-255.
+    pub total: u8,
+    /// This part's number, 1..=total.
+    pub seq: u8,
+}
+
+impl PartOf {
+    /// `None` unless it names one part of at least two: a "1 of 1" is a whole message, and a
+    /// part 0 or beyond the total cannot be placed.
+    fn checked(reference: u16, total: u8, seq: u8) -> Option<PartOf> {
+        (total >= 2 && (1..=total).contains(&seq)).then_some(PartOf { reference, total, seq })
+    }
+}
+
+/// An inbound short_message split into its concatenation info and its text octets.
+/// `udhi`: esm_class bit 0x40. `sar`: the SAR TLVs (reference, total, seq) when all three came.
+/// A UDH whose lengths run past the octets is not a UDH: the octets are kept whole. An
+/// information element other than concatenation (ports, formatting) is skipped.
+pub fn part_of<'a>(udhi: bool, short_message: &'a [u8], sar: Option<(u16, u8, u8)>) -> (Option<PartOf>, &'a [u8]) {
+    let from_sar = sar.and_then(|(r, t, s)| PartOf::checked(r, t, s));
+    if !udhi {
+        return (from_sar, short_message);
+    }
+    let Some((&udhl, rest)) = short_message.split_first() else {
+        return (from_sar, short_message);
+    };
+    let udhl = usize::from(udhl);
+    if udhl > rest.len() {
+        return (from_sar, short_message);
+    }
+    let (mut ies, text) = rest.split_at(udhl);
+    let mut found = None;
+    while let [iei, iel, tail @ ..] = ies {
+        let iel = usize::from(*iel);
+        if iel > tail.len() {
+            return (from_sar, short_message);
+        }
+        let (data, next) = tail.split_at(iel);
+        match (*iei, data) {
+            (0x00, &[r, t, s]) => found = found.or(PartOf::checked(u16::from(r), t, s)),
+            (0x08, &[hi, lo, t, s]) => found = found.or(PartOf::checked(u16::from_be_bytes([hi, lo]), t, s)),
+            _ => {}
+        }
+        ies = next;
+    }
+    (found.or(from_sar), text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::smpp::encoding::encode;
+
+    #[test]
+    fn inbound_parts_are_read_from_either_udh_and_from_sar() {
+        let e = encode(&"a".repeat(300));
+        for (mode, reference) in [(LongMessages::Udh8, 0x34), (LongMessages::Udh16, 0x1234)] {
+            for (i, chunk) in split(&e, mode, reference).iter().enumerate() {
+                let (part, text) = part_of(true, &chunk.bytes, None);
+                assert_eq!(part, Some(PartOf { reference, total: 2, seq: i as u8 + 1 }));
+                assert!(text.iter().all(|&b| b == b'a'));
+            }
+        }
+        assert_eq!(part_of(false, b"abc", Some((9, 3, 2))), (Some(PartOf { reference: 9, total: 3, seq: 2 }), &b"abc"[..]));
+        // A port-addressing IE before the concatenation IE is skipped.
+        let sm = [0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x07, 0x02, 0x01, b'h', b'i'];
+        assert_eq!(part_of(true, &sm, None), (Some(PartOf { reference: 7, total: 2, seq: 1 }), &b"hi"[..]));
+    }
+
+    #[test]
+    fn broken_or_meaningless_concatenation_is_a_whole_message() {
+        // UDH length beyond the octets: kept whole.
+        assert_eq!(part_of(true, &[0x09, 0x00, 0x03], None), (None, &[0x09, 0x00, 0x03][..]));
+        // IE length beyond the UDH.
+        assert_eq!(part_of(true, &[0x03, 0x00, 0x05, 0x01, b'x'], None).0, None);
+        // 1 of 1, part 0, part 3 of 2.
+        for (t, s) in [(1, 1), (2, 0), (2, 3)] {
+            assert_eq!(part_of(true, &[0x05, 0x00, 0x03, 1, t, s, b'x'], None), (None, &b"x"[..]));
+            assert_eq!(part_of(false, b"x", Some((1, t, s))).0, None);
+        }
+        assert_eq!(part_of(true, &[], None), (None, &[][..]));
+    }
 
     #[test]
     fn short_texts_are_one_plain_part() {

@@ -1,4 +1,5 @@
-//! Text to short_message bytes: GSM 03.38 7-bit when every character fits, UCS-2 otherwise.
+//! Text to short_message bytes: GSM 03.38 7-bit when every character fits, UCS-2 otherwise;
+//! and back ([`decode`]): short_message bytes of an inbound message to text by `data_coding`.
 //!
 //! SMPP carries GSM 7-bit unpacked, one septet per octet. Characters of the extension table
 //! (`^{}[]~\|€` and form feed) are ESC + code and count as two septets. UCS-2 is UTF-16BE:
@@ -37,6 +38,12 @@ const ESC: u8 = 0x1B;
 pub mod data_coding {
     /// SMSC default alphabet; smsgate sends GSM 03.38 septets with it.
     pub const GSM7: u8 = 0x00;
+    /// IA5 (CCITT T.50) / ASCII.
+    pub const IA5: u8 = 0x01;
+    /// 8-bit binary (SMPP 3.4: 0x02 and 0x04).
+    pub const BINARY: u8 = 0x04;
+    /// ISO-8859-1 (Latin-1).
+    pub const LATIN1: u8 = 0x03;
     /// UCS-2 (ISO/IEC-10646), UTF-16BE.
     pub const UCS2: u8 = 0x08;
 }
@@ -113,9 +120,139 @@ pub fn encode(text: &str) -> Encoded {
     Encoded { data_coding: data_coding::UCS2, bytes, units }
 }
 
+/// How the octets of a short_message are to be read, from its `data_coding` (SMPP 3.4
+/// 5.2.19, and the GSM 03.38 data coding groups an SMSC may pass through).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alphabet {
+    /// GSM 03.38 septets, one per octet (SMPP carries them unpacked).
+    Gsm7,
+    /// IA5 / ASCII; octets above 0x7F are read as Latin-1.
+    Ascii,
+    Latin1,
+    /// UTF-16BE (UCS-2 plus surrogate pairs, as handsets send emoji).
+    Ucs2,
+    /// 8-bit data or an alphabet smsgate does not read (JIS, Cyrillic, Hebrew, pictograms):
+    /// no text, the octets are kept.
+    Binary,
+}
+
+impl Alphabet {
+    pub fn of(data_coding: u8) -> Alphabet {
+        match data_coding {
+            0x00 => Alphabet::Gsm7,
+            0x01 => Alphabet::Ascii,
+            0x03 => Alphabet::Latin1,
+            0x08 => Alphabet::Ucs2,
+            // GSM 03.38 general data coding (bits 7-6 = 00, with bit 4 set so as not to clash
+            // with SMPP's own values 0x00-0x0F) and message-waiting groups: bits 3-2 name it.
+            0x10..=0x3F => match (data_coding >> 2) & 0x03 {
+                0 => Alphabet::Gsm7,
+                2 => Alphabet::Ucs2,
+                _ => Alphabet::Binary,
+            },
+            0xC0..=0xDF => Alphabet::Gsm7,
+            0xE0..=0xEF => Alphabet::Ucs2,
+            // Data coding / message class: bit 2 is 0 for GSM 7-bit, 1 for 8-bit data.
+            0xF0..=0xFF if data_coding & 0x04 == 0 => Alphabet::Gsm7,
+            _ => Alphabet::Binary,
+        }
+    }
+}
+
+/// The text of `bytes` read as `data_coding` says; `None` for binary data. Never fails: an
+/// octet or unit that maps to no character (a GSM octet above 0x7F, an unpaired surrogate,
+/// an odd trailing UCS-2 octet) becomes U+FFFD.
+pub fn decode(data_coding: u8, bytes: &[u8]) -> Option<String> {
+    match Alphabet::of(data_coding) {
+        Alphabet::Gsm7 => Some(decode_gsm7(bytes)),
+        Alphabet::Ascii | Alphabet::Latin1 => Some(bytes.iter().map(|&b| char::from(b)).collect()),
+        Alphabet::Ucs2 => {
+            let units = bytes.chunks_exact(2).map(|u| u16::from_be_bytes([u[0], u[1]]));
+            let mut text: String = char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect();
+            if bytes.len() % 2 == 1 {
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
+            Some(text)
+        }
+        Alphabet::Binary => None,
+    }
+}
+
+/// GSM 03.38 septets (one per octet) to text. ESC + a code of the extension table is that
+/// character; ESC + any other code is read as the basic character of that code (GSM 03.38
+/// 6.2.1.1: a receiver without the extension shows the basic one); a trailing ESC is a space.
+fn decode_gsm7(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    let mut escaped = false;
+    for &b in bytes {
+        if b > 0x7F {
+            text.push(char::REPLACEMENT_CHARACTER);
+            escaped = false;
+            continue;
+        }
+        if escaped {
+            escaped = false;
+            match GSM7_EXTENSION.iter().find(|&&(_, code)| code == b) {
+                Some(&(c, _)) => text.push(c),
+                None if b == ESC => text.push(' '),
+                None => text.push(GSM7_BASIC[usize::from(b)]),
+            }
+        } else if b == ESC {
+            escaped = true;
+        } else {
+            text.push(GSM7_BASIC[usize::from(b)]);
+        }
+    }
+    if escaped {
+        text.push(' ');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gsm7_decodes_what_encode_makes() {
+        let text = "@£$ Hello €[x]{}~^\\| ÄÖÑÜ§ àñ Δ_ΦΓ";
+        let e = encode(text);
+        assert_eq!(e.data_coding, data_coding::GSM7);
+        assert_eq!(decode(data_coding::GSM7, &e.bytes).as_deref(), Some(text));
+        for (i, c) in GSM7_BASIC.iter().enumerate().filter(|&(i, _)| i != 0x1B) {
+            assert_eq!(decode(0, &[i as u8]), Some(c.to_string()), "septet {i:#x}");
+        }
+    }
+
+    #[test]
+    fn gsm7_odd_escapes_and_high_octets() {
+        // ESC + 'A' (no extension character): the basic character.
+        assert_eq!(decode(0, &[0x1B, 0x41, 0x1B]).as_deref(), Some("A "));
+        assert_eq!(decode(0, &[0x41, 0x80]).as_deref(), Some("A\u{FFFD}"));
+    }
+
+    #[test]
+    fn latin1_ascii_ucs2_and_binary() {
+        assert_eq!(decode(data_coding::LATIN1, &[0x63, 0x61, 0x66, 0xE9]).as_deref(), Some("café"));
+        assert_eq!(decode(data_coding::IA5, b"plain").as_deref(), Some("plain"));
+        let e = encode("Привет 😀");
+        assert_eq!(decode(data_coding::UCS2, &e.bytes).as_deref(), Some("Привет 😀"));
+        assert_eq!(decode(data_coding::UCS2, &[0x00, 0x41, 0xD8, 0x3D]).as_deref(), Some("A\u{FFFD}"));
+        assert_eq!(decode(data_coding::UCS2, &[0x00, 0x41, 0x00]).as_deref(), Some("A\u{FFFD}"));
+        assert_eq!(decode(data_coding::BINARY, &[1, 2, 3]), None);
+        assert_eq!(decode(0x02, &[1]), None);
+    }
+
+    #[test]
+    fn gsm_data_coding_groups() {
+        assert_eq!(Alphabet::of(0xF0), Alphabet::Gsm7);
+        assert_eq!(Alphabet::of(0xF4), Alphabet::Binary);
+        assert_eq!(Alphabet::of(0x18), Alphabet::Ucs2);
+        assert_eq!(Alphabet::of(0x10), Alphabet::Gsm7);
+        assert_eq!(Alphabet::of(0x14), Alphabet::Binary);
+        assert_eq!(Alphabet::of(0xE0), Alphabet::Ucs2);
+        assert_eq!(Alphabet::of(0x05), Alphabet::Binary);
+    }
 
     #[test]
     fn plain_text_is_gsm7() {
