@@ -3,12 +3,13 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::config::{self, SmppConfig};
-use crate::config::{LinkConfig, PoolConfig, Rules};
+use crate::config::{ClientConfig, LinkConfig, PoolConfig, Rules};
 use crate::ids::{IdGenerator, LinkId};
 use crate::inbound::InboundHandler;
 use crate::ingress::grpc::GrpcShard;
 use crate::ingress::http::Admin;
 use crate::ingress::http::{self, HttpSettings};
+use crate::notify::mo::{InboundStats, MoRouter};
 use crate::notify::outbox::WebhookTargets;
 use crate::notify::stream::ReceiptHub;
 use crate::notify::webhook::{WebhookSender, WebhookStats};
@@ -51,19 +52,24 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
     let _lock = lock_state_dir(&cfg.state.path)?;
     let webhook_stats = Arc::new(WebhookStats::default());
+    let inbound_stats = Arc::new(InboundStats::default());
+    crate::observe::metrics::set_inbound(Arc::clone(&inbound_stats));
+    let mo_router = Arc::new(MoRouter::new(&cfg.clients, &loaded.rules.mo_routes, inbound_stats));
     let store = EmbeddedStore::open(&cfg.state.path)
         .map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?
         .with_webhooks(WebhookTargets::new(
             &cfg.clients,
             cfg.webhooks.max_pending_per_client,
             Arc::clone(&webhook_stats.overflowed),
-        ));
+        ))
+        .with_mo_router(Arc::clone(&mo_router));
     let outbox = store.outbox_reader();
     let (writer, state) =
         Writer::spawn(store, WriterConfig { max_batch: cfg.state.max_batch, queue_capacity: cfg.state.queue_capacity })
             .map_err(|e| format!("starting the state writer: {e}"))?;
-    let webhooks = WebhookSender::spawn(outbox, state.clone(), &cfg.clients, &cfg.webhooks, webhook_stats)
-        .map_err(|e| format!("starting the webhook sender: {e}"))?;
+    let webhooks =
+        WebhookSender::spawn(outbox, state.clone(), &cfg.clients, &cfg.webhooks, &cfg.inbound, webhook_stats)
+            .map_err(|e| format!("starting the webhook sender: {e}"))?;
     crate::observe::metrics::set_webhooks(webhooks.stats());
 
     let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
@@ -88,6 +94,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     let policy_node = Arc::new(PolicyNode::new(&cfg.policy, &cfg.clients, &cfg.redis, blacklist.shared)?);
     let origin = Instant::now();
     let smpp = Arc::new(cfg.smpp.clone());
+    let clients = Arc::new(cfg.clients.clone());
     let admin_key = cfg.admin.api_key.clone();
     let executor = shards::executor::Options { spin_before_park: cfg.shards.spin_before_park() };
     let result = shards::executor::run_with(&cpus, &trigger, &executor, move |info, shutdown| {
@@ -95,6 +102,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         let policy_node = policy_node.clone();
         let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
         let blacklist_reload = blacklist_reload.clone();
+        let (clients, mo_router) = (clients.clone(), mo_router.clone());
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
@@ -107,6 +115,8 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 live: live.clone(),
                 rules: RefCell::new(rules.clone()),
                 smpp: smpp.clone(),
+                clients,
+                mo_router,
                 local: local.clone(),
                 inbound: RefCell::new(None),
                 mesh: RefCell::new(None),
@@ -129,8 +139,9 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 }
             };
             *shard.mesh.borrow_mut() = Some(mesh.clone());
+            let ids = Rc::new(RefCell::new(IdGenerator::new(node, info.id)));
             let inbound: Rc<dyn Inbound> =
-                Rc::new(InboundHandler::new(state.clone(), clock.clone(), live.clone(), receipts.clone()));
+                Rc::new(InboundHandler::new(state.clone(), clock.clone(), live.clone(), receipts.clone(), ids.clone()));
             *shard.inbound.borrow_mut() = Some(inbound.clone());
             shard.start_sessions(&links, None);
             if info.id == 0 {
@@ -163,7 +174,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 glommio::spawn_local(follow_pool_health(shard.clone())).detach();
             }
             let pipeline = Rc::new(Pipeline::new(
-                IdGenerator::new(node, info.id),
+                ids,
                 clock,
                 auth,
                 live.clone(),
@@ -284,6 +295,10 @@ struct ShardRules {
     live: Rc<Live>,
     rules: RefCell<Arc<Rules>>,
     smpp: Arc<SmppConfig>,
+    /// For checking `[[mo_routes]]` on reload.
+    clients: Arc<Vec<ClientConfig>>,
+    /// Node-wide (the store routes with it); shard 0 swaps its routes on reload.
+    mo_router: Arc<MoRouter>,
     local: LocalSessions,
     /// Set once the shard has joined the receipt hub (sessions need it to start).
     inbound: RefCell<Option<Rc<dyn Inbound>>>,
@@ -354,9 +369,11 @@ impl ShardRules {
     /// Shard 0: read and validate the rules file, plan, apply here, send to every shard.
     async fn reload(&self) -> Result<Summary, String> {
         let new_rules = config::load_rules(&self.smpp.rules_file).map_err(|e| e.to_string())?;
+        config::check_mo_clients(&self.smpp.rules_file, &new_rules, &self.clients).map_err(|e| e.to_string())?;
         let plan =
             Arc::new(reload::plan(&self.live.links(), &self.rules.borrow(), new_rules, &self.smpp, self.nr_shards));
         self.apply(&plan);
+        self.mo_router.swap(&plan.rules.mo_routes);
         let mesh = self.mesh.borrow().clone();
         if let Some(mesh) = mesh {
             for shard in (0..self.nr_shards).filter(|&s| s != self.id) {

@@ -61,6 +61,9 @@ pub struct Config {
     /// Delivery-report webhooks: timeouts and retries (`[webhooks]`).
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// Inbound messages (MO): reassembly of concatenated parts (`[inbound]`).
+    #[serde(default)]
+    pub inbound: InboundConfig,
     /// API clients. At least one is required.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -241,6 +244,26 @@ pub struct ClientConfig {
     /// Events posted: `final` (default) and optionally `submitted`.
     #[serde(default = "final_only")]
     pub webhook_events: Vec<WebhookEvent>,
+    /// Where this client's inbound messages (MO) are posted, `http://host[:port]/path`, signed
+    /// like its delivery reports (`webhook_secret`). Required for a client that
+    /// `[[mo_routes]]` names. Absent (default): no MO goes to this client.
+    #[serde(default)]
+    pub mo_url: Option<String>,
+}
+
+/// `[inbound]`: inbound messages (MO).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// A concatenated MO whose parts have not all arrived this long after its first part is
+    /// delivered with the parts it has, marked `incomplete`, ms. Default 60000.
+    pub reassembly_timeout_ms: u64,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig { reassembly_timeout_ms: 60_000 }
+    }
 }
 
 /// An event a client may ask webhooks for.
@@ -306,6 +329,33 @@ pub struct Rules {
     /// Destination-prefix routes, `[[routes]]`; the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Where inbound messages (MO) go, `[[mo_routes]]`: by destination address, optionally
+    /// by keyword.
+    #[serde(default)]
+    pub mo_routes: Vec<MoRouteConfig>,
+}
+
+/// `[[mo_routes]]`: an inbound message (MO) to `to` (and, when given, whose text starts with
+/// `keyword`) goes to `client`'s `mo_url`. A route with a matching keyword beats one without.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoRouteConfig {
+    /// The destination address the SMSC gives (a number or a short code): 1-21 digits, a
+    /// leading `+` ignored. Matched exactly.
+    pub to: String,
+    /// The first word of the text, compared without case: 1-32 characters, no spaces.
+    /// Absent (default): any text.
+    #[serde(default)]
+    pub keyword: Option<String>,
+    /// A client (its `name` in config/smsgate.toml) that has a `mo_url`.
+    pub client: String,
+}
+
+impl MoRouteConfig {
+    /// `to` without its `+`.
+    pub fn address(&self) -> &str {
+        self.to.strip_prefix('+').unwrap_or(&self.to)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -483,6 +533,7 @@ pub fn load(config_file: &Path) -> Result<Loaded, ConfigError> {
     validate_config(config_file, &config)?;
     let rules_file = config.smpp.rules_file.clone();
     let rules = load_rules(&rules_file)?;
+    check_mo_clients(&rules_file, &rules, &config.clients)?;
     Ok(Loaded { config, config_file: config_file.to_owned(), rules, rules_file })
 }
 
@@ -548,6 +599,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(f, key, "must be greater than 0"));
         }
     }
+    if c.inbound.reassembly_timeout_ms == 0 {
+        return Err(invalid(f, "inbound.reassembly_timeout_ms", "must be greater than 0"));
+    }
     if w.retry_max_ms < w.retry_initial_ms {
         return Err(invalid(f, "webhooks.retry_max_ms", "must be at least retry_initial_ms"));
     }
@@ -585,6 +639,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
                 return Err(invalid(f, format!("clients[{i}].webhook_secret"), "is required with webhook_url"));
             }
         }
+        if let Some(url) = &client.mo_url {
+            crate::notify::outbox::check_url(url).map_err(|r| invalid(f, format!("clients[{i}].mo_url"), r))?;
+        }
         if client.webhook_secret.as_ref().is_some_and(|s| s.len() < 16 || s.chars().any(char::is_control)) {
             return Err(invalid(f, format!("clients[{i}].webhook_secret"), "must be at least 16 characters"));
         }
@@ -595,7 +652,49 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Every `[[mo_routes]]` client exists and has a `mo_url` (checked at start and on reload).
+pub fn check_mo_clients(f: &Path, r: &Rules, clients: &[ClientConfig]) -> Result<(), ConfigError> {
+    for (i, route) in r.mo_routes.iter().enumerate() {
+        match clients.iter().find(|c| c.name.as_str() == route.client) {
+            None => {
+                return Err(invalid(f, format!("mo_routes[{i}].client"), format!("no client named `{}`", route.client)))
+            }
+            Some(c) if c.mo_url.is_none() => {
+                return Err(invalid(
+                    f,
+                    format!("mo_routes[{i}].client"),
+                    format!("client `{}` has no mo_url", route.client),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn validate_mo_routes(f: &Path, r: &Rules) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, route) in r.mo_routes.iter().enumerate() {
+        let to = route.address();
+        if to.is_empty() || to.len() > 21 || !to.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(f, format!("mo_routes[{i}].to"), "must be 1-21 digits (a leading + is allowed)"));
+        }
+        let keyword = route.keyword.as_deref().map(str::to_lowercase);
+        if keyword
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.chars().count() > 32 || k.chars().any(char::is_whitespace))
+        {
+            return Err(invalid(f, format!("mo_routes[{i}].keyword"), "must be 1-32 characters without spaces"));
+        }
+        if !seen.insert((to.to_owned(), keyword)) {
+            return Err(invalid(f, format!("mo_routes[{i}]"), "another route has the same `to` and `keyword`"));
+        }
+    }
+    Ok(())
+}
+
 fn validate_rules(f: &Path, r: &Rules) -> Result<(), ConfigError> {
+    validate_mo_routes(f, r)?;
     for (name, link) in &r.links {
         let key = |k: &str| format!("links.{name}.{k}");
         if name.is_empty()

@@ -1,52 +1,71 @@
-//! Typed identifiers: a message, a client, a link, a phone number, an SMSC's message id.
+//! Typed identifiers: a message, an inbound message, a client, a link, a phone number, an SMSC's
+//! message id.
 //! Nothing on the path from ingress to SMPP passes these around as bare strings.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-/// smsgate's id for one accepted message, unique across shards, nodes and restarts.
-///
-/// Layout of the 64 bits, high to low: 41 bits of milliseconds since 2024-01-01 UTC
-/// (good until 2093), 7 bits of node id, 6 bits of shard id, 10 bits of sequence within the
-/// millisecond (1,024 ids per ms per shard; the generator borrows the next millisecond when
-/// a burst exhausts them). Rendered as 16 lower-case hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub u64);
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            pub fn parse(s: &str) -> Option<Self> {
+                if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                u64::from_str_radix(s, 16).ok().map($name)
+            }
+
+            pub fn to_bytes(self) -> [u8; 8] {
+                self.0.to_be_bytes()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:016x}", self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| serde::de::Error::custom("an id must be 16 hex digits"))
+            }
+        }
+    };
+}
+
+hex_id!(
+    /// smsgate's id for one accepted message, unique across shards, nodes and restarts.
+    ///
+    /// Layout of the 64 bits, high to low: 41 bits of milliseconds since 2024-01-01 UTC
+    /// (good until 2093), 7 bits of node id, 6 bits of shard id, 10 bits of sequence within the
+    /// millisecond (1,024 ids per ms per shard; the generator borrows the next millisecond when
+    /// a burst exhausts them). Rendered as 16 lower-case hex digits.
+    MessageId
+);
+
+hex_id!(
+    /// smsgate's id for one inbound message (MO), drawn from the same per-shard
+    /// [`IdGenerator`] as [`MessageId`]s, so the two never share a number (the webhook
+    /// outbox orders events by it). Rendered as 16 lower-case hex digits.
+    InboundId
+);
 
 impl MessageId {
     /// Milliseconds between the Unix epoch and 2024-01-01T00:00:00Z.
     pub const EPOCH_MS: u64 = 1_704_067_200_000;
-
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u64::from_str_radix(s, 16).ok().map(MessageId)
-    }
-
-    pub fn to_bytes(self) -> [u8; 8] {
-        self.0.to_be_bytes()
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-impl Serialize for MessageId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MessageId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        MessageId::parse(&s).ok_or_else(|| serde::de::Error::custom("message id must be 16 hex digits"))
-    }
 }
 
 /// A campaign (CP1 on-build, `POST /api/v1/campaigns`): an id from the same generator as

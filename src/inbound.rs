@@ -4,19 +4,25 @@
 //! SMSC gets its deliver_sm_resp; a store failure answers ESME_RX_T_APPN so the SMSC retries.
 //! The same store transaction owes the client's delivery-report webhook (`notify::outbox`),
 //! so the acknowledgement also means the webhook will be sent.
-//! Inbound messages (MO) are refused with ESME_RX_T_APPN until MO routing lands (issue 11),
-//! so the SMSC keeps them instead of smsgate losing them.
+//! Any other deliver_sm is an inbound message (MO): its concatenation info (UDH or SAR TLVs)
+//! and text octets become one `notify::mo::MoPart`, which the store keeps durably before the
+//! deliver_sm_resp; the store reassembles, routes (`[[mo_routes]]`) and owes the client's
+//! webhook in the same transaction (`state/store.rs`). An MO that no route matches is kept,
+//! counted and acknowledged like any other: an error would make the SMSC resend it forever.
 
 use crate::clock::Clock;
-use crate::ids::{LinkId, SmscMessageId};
+use crate::ids::{IdGenerator, InboundId, LinkId, SmscMessageId};
+use crate::notify::mo::MoPart;
 use crate::notify::stream::ShardReceipts;
 use crate::pipeline::route::Live;
+use crate::smpp::concat;
 use crate::smpp::pdu::{tag, CommandStatus, Sm};
 use crate::smpp::receipt::{self, FinalState};
 use crate::smpp::session::Inbound;
 use crate::state::record::{Receipt, Status};
 use crate::state::store::OpOutcome;
 use crate::state::writer::StateHandle;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -24,6 +30,8 @@ use std::rc::Rc;
 /// esm_class bits 2-5 (SMPP 3.4 5.2.12): 0x04 marks an SMSC delivery receipt.
 const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
 const ESM_CLASS_RECEIPT: u8 = 0x04;
+/// esm_class bit 6: short_message starts with a user data header.
+const ESM_CLASS_UDHI: u8 = 0x40;
 
 pub struct InboundHandler {
     state: StateHandle,
@@ -32,21 +40,45 @@ pub struct InboundHandler {
     links: Rc<Live>,
     /// Applied receipts go to the client's live watchers (gRPC WatchReceipts); never waits.
     receipts: ShardReceipts,
+    /// The shard's id generator, shared with its pipeline: inbound ids never equal message ids.
+    ids: Rc<RefCell<IdGenerator>>,
 }
 
 impl InboundHandler {
-    pub fn new(state: StateHandle, clock: Rc<dyn Clock>, links: Rc<Live>, receipts: ShardReceipts) -> Self {
-        InboundHandler { state, clock, links, receipts }
+    pub fn new(
+        state: StateHandle,
+        clock: Rc<dyn Clock>,
+        links: Rc<Live>,
+        receipts: ShardReceipts,
+        ids: Rc<RefCell<IdGenerator>>,
+    ) -> Self {
+        InboundHandler { state, clock, links, receipts, ids }
+    }
+
+    /// An inbound message (part): kept durably, then acknowledged.
+    fn inbound(&self, link: &LinkId, sm: &Sm) -> Pin<Box<dyn Future<Output = CommandStatus>>> {
+        let now = self.clock.now_ms();
+        let part = to_part(link, sm, InboundId(self.ids.borrow_mut().next(now).0), now);
+        let state = self.state.clone();
+        let link = link.clone();
+        Box::pin(async move {
+            match state.inbound(part).await {
+                Ok(_) => CommandStatus::ROK,
+                Err(e) => {
+                    if let Some(suppressed) = crate::observe::events::log_due(link.as_str(), "mo_not_kept") {
+                        tracing::warn!(%link, error = %e, suppressed, "inbound message not kept; asking the SMSC to retry");
+                    }
+                    CommandStatus::RX_T_APPN
+                }
+            }
+        })
     }
 }
 
 impl Inbound for InboundHandler {
     fn deliver(&self, link: &LinkId, sm: Box<Sm>) -> Pin<Box<dyn Future<Output = CommandStatus>>> {
         if sm.esm_class & ESM_CLASS_TYPE_MASK != ESM_CLASS_RECEIPT {
-            if let Some(suppressed) = crate::observe::events::log_due(link.as_str(), "mo_refused") {
-                tracing::warn!(%link, suppressed, "inbound message (MO) refused: MO routing is not available yet");
-            }
-            return Box::pin(async { CommandStatus::RX_T_APPN });
+            return self.inbound(link, &sm);
         }
         let id_format = self.links.links().get(link).map(|e| e.settings.receipt_id_format).unwrap_or_default();
         let r = match to_receipt(link, &sm, self.clock.now_ms()) {
@@ -94,6 +126,30 @@ impl Inbound for InboundHandler {
 fn c_string(v: &[u8]) -> String {
     let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
     String::from_utf8_lossy(&v[..end]).into_owned()
+}
+
+/// One deliver_sm as an inbound part: the text octets are short_message after its UDH, or
+/// message_payload when short_message is empty.
+fn to_part(link: &LinkId, sm: &Sm, id: InboundId, now_ms: u64) -> MoPart {
+    let body = match sm.tlv(tag::MESSAGE_PAYLOAD) {
+        Some(payload) if sm.short_message.is_empty() => payload,
+        _ => sm.short_message.as_slice(),
+    };
+    let sar = match (sm.tlv(tag::SAR_MSG_REF_NUM), sm.tlv(tag::SAR_TOTAL_SEGMENTS), sm.tlv(tag::SAR_SEGMENT_SEQNUM)) {
+        (Some(&[hi, lo]), Some(&[total]), Some(&[seq])) => Some((u16::from_be_bytes([hi, lo]), total, seq)),
+        _ => None,
+    };
+    let (part_of, octets) = concat::part_of(sm.esm_class & ESM_CLASS_UDHI != 0, body, sar);
+    MoPart {
+        id,
+        link: link.clone(),
+        from: sm.source_addr.clone(),
+        to: sm.destination_addr.clone(),
+        data_coding: sm.data_coding,
+        part_of,
+        octets: octets.to_vec(),
+        received_at_ms: now_ms,
+    }
 }
 
 enum Parsed {

@@ -16,8 +16,8 @@ pub mod route;
 pub mod submit;
 
 use crate::clock::Clock;
-use crate::ids::CampaignId;
-use crate::ids::{ClientId, IdGenerator, LinkId, MessageId, SmscMessageId};
+use crate::ids::{CampaignId, ClientId, IdGenerator, InboundId, LinkId, MessageId, SmscMessageId};
+use crate::notify::mo::InboundMessage;
 use crate::observe::events;
 use crate::smpp::concat;
 use crate::smpp::link::LinkTable;
@@ -62,10 +62,12 @@ pub enum Rejection {
     },
     /// The state store could not keep the record; the client gets no id.
     State(StoreError),
-    /// `GET /api/v1/messages/{id}` with a malformed id.
+    /// `GET /api/v1/messages/{id}` or `/api/v1/inbound/{id}` with a malformed id.
     BadMessageId,
     /// No such message for this client.
     MessageNotFound,
+    /// `GET /api/v1/inbound/{id}`: no such inbound message for this client.
+    InboundNotFound,
 }
 
 impl From<ParseError> for Rejection {
@@ -104,7 +106,8 @@ pub struct Submitted {
 
 /// One shard's outbound pipeline.
 pub struct Pipeline {
-    ids: RefCell<IdGenerator>,
+    /// Shared with the shard's inbound driver, so message and inbound ids never collide.
+    ids: Rc<RefCell<IdGenerator>>,
     /// Reference number of the next concatenated message's UDH (8 or 16 bits used).
     concat_ref: Cell<u16>,
     clock: Rc<dyn Clock>,
@@ -121,7 +124,7 @@ impl Pipeline {
     /// One handle per stage, in stage order.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        ids: IdGenerator,
+        ids: Rc<RefCell<IdGenerator>>,
         clock: Rc<dyn Clock>,
         auth: Arc<Auth>,
         live: Rc<Live>,
@@ -130,17 +133,7 @@ impl Pipeline {
         submitter: Submitter,
         state: StateHandle,
     ) -> Self {
-        Pipeline {
-            ids: RefCell::new(ids),
-            concat_ref: Cell::new(0),
-            clock,
-            auth,
-            live,
-            limiter,
-            policy,
-            submitter,
-            state,
-        }
+        Pipeline { ids, concat_ref: Cell::new(0), clock, auth, live, limiter, policy, submitter, state }
     }
 
     pub fn links(&self) -> Arc<LinkTable> {
@@ -335,6 +328,15 @@ impl Pipeline {
         match self.state.get(id).await.map_err(Rejection::State)? {
             Some(rec) if rec.client == *client => Ok(rec),
             _ => Err(Rejection::MessageNotFound),
+        }
+    }
+
+    /// `GET /api/v1/inbound/{id}`: a client sees the inbound messages routed to it only.
+    pub async fn inbound_message(&self, client: &ClientId, id: &str) -> Result<InboundMessage, Rejection> {
+        let id = InboundId::parse(id).ok_or(Rejection::BadMessageId)?;
+        match self.state.get_inbound(id).await.map_err(Rejection::State)? {
+            Some(m) if m.client.as_ref() == Some(client) => Ok(m),
+            _ => Err(Rejection::InboundNotFound),
         }
     }
 }

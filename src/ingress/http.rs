@@ -13,6 +13,7 @@
 use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
+use crate::ids::ClientId;
 use crate::observe::dashboard;
 use crate::pipeline::policy::{self, blacklist::ReloadHandle};
 use crate::pipeline::{Pipeline, Rejection};
@@ -159,14 +160,14 @@ async fn route(
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let result = match (req.method(), segments.as_slice()) {
         (&Method::POST, ["api", "v1", "messages"]) => submit(req, pipeline, settings).await,
-        (&Method::GET, ["api", "v1", "messages", id]) => {
-            let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-            let found = match pipeline.authenticate(auth) {
-                Ok(client) => pipeline.message(&client, id).await,
-                Err(r) => Err(r),
-            };
-            found.map(|rec| json_response(StatusCode::OK, &rec)).map_err(ErrorReply::from)
-        }
+        (&Method::GET, ["api", "v1", "messages", id]) => found(match authenticate(&req, pipeline) {
+            Ok(client) => pipeline.message(&client, id).await,
+            Err(r) => Err(r),
+        }),
+        (&Method::GET, ["api", "v1", "inbound", id]) => found(match authenticate(&req, pipeline) {
+            Ok(client) => pipeline.inbound_message(&client, id).await,
+            Err(r) => Err(r),
+        }),
         (&Method::POST, ["api", "v1", "campaigns"]) => create_campaign(req, pipeline, settings).await,
         (&Method::GET, ["api", "v1", "campaigns", id]) => campaign(&req, pipeline, id, CampaignCall::Get).await,
         (&Method::POST, ["api", "v1", "campaigns", id, "build"]) => {
@@ -187,10 +188,20 @@ async fn route(
         | (_, ["api", "v1", "campaigns"])
         | (_, ["api", "v1", "campaigns", _])
         | (_, ["api", "v1", "campaigns", _, "build"])
+        | (_, ["api", "v1", "inbound", _])
         | (_, ["healthz"]) => Err(HttpError::MethodNotAllowed.into()),
         _ => Err(HttpError::NotFound.into()),
     };
     result.unwrap_or_else(error_response).map(Either::Left)
+}
+
+fn authenticate(req: &Request<Incoming>, pipeline: &Pipeline) -> Result<ClientId, Rejection> {
+    pipeline.authenticate(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))
+}
+
+/// A read's answer: 200 with the JSON, or the error.
+fn found<T: serde::Serialize>(read: Result<T, Rejection>) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    read.map(|v| json_response(StatusCode::OK, &v)).map_err(ErrorReply::from)
 }
 
 /// `POST /api/v1/admin/reload`: 200 with what changed, or 400 `invalid_rules` naming file, key

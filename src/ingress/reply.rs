@@ -235,10 +235,13 @@ impl From<Rejection> for ErrorReply {
             },
             Rejection::BadMessageId => ErrorReply {
                 field: Some("id".into()),
-                ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_id", "a message id is 16 hex digits")
+                ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_id", "an id is 16 hex digits")
             },
             Rejection::MessageNotFound => {
                 ErrorReply::new(StatusCode::NOT_FOUND, "message_not_found", "no such message")
+            }
+            Rejection::InboundNotFound => {
+                ErrorReply::new(StatusCode::NOT_FOUND, "inbound_not_found", "no such inbound message")
             }
         }
     }
@@ -372,7 +375,8 @@ pub fn grpc_status(r: Rejection) -> GrpcReply {
         Rejection::Parse(_) | Rejection::BadMessageId => GrpcCode::InvalidArgument,
         Rejection::Auth(_) => GrpcCode::Unauthenticated,
         Rejection::Route(RouteError::UnknownLink(_) | RouteError::UnknownPool(_) | RouteError::NoRoute)
-        | Rejection::MessageNotFound => GrpcCode::NotFound,
+        | Rejection::MessageNotFound
+        | Rejection::InboundNotFound => GrpcCode::NotFound,
         Rejection::Route(RouteError::PoolUnavailable(_)) | Rejection::NotSubmitted(_) | Rejection::State(_) => {
             GrpcCode::Unavailable
         }

@@ -8,11 +8,15 @@
 //! (`Op::WebhookFailed`) and counted. Shards never wait for this thread: a dead or hanging
 //! receiver costs this thread at most `batch × request_timeout_ms` per tick and nothing else.
 //! Blocking is fine here (its own thread), hence `block_on` over the writer's futures.
+//!
+//! The thread also closes groups of inbound (MO) parts that waited longer than
+//! `inbound.reassembly_timeout_ms` (`Op::InboundExpire`): it already has the store's reader,
+//! a clock and a tick, and the webhooks of those messages are its next work.
 #![allow(clippy::disallowed_methods)] // a side thread: blocking waits are its job
 
 use super::outbox::{backoff_ms, OutboxEntry};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ClientConfig, WebhooksConfig};
+use crate::config::{ClientConfig, InboundConfig, WebhooksConfig};
 use crate::ids::ClientId;
 use crate::state::store::{Op, OutboxRead};
 use crate::state::writer::StateHandle;
@@ -64,6 +68,7 @@ impl WebhookSender {
         state: StateHandle,
         clients: &[ClientConfig],
         cfg: &WebhooksConfig,
+        inbound: &InboundConfig,
         stats: Arc<WebhookStats>,
     ) -> std::io::Result<Self> {
         let secrets: HashMap<ClientId, String> =
@@ -76,8 +81,16 @@ impl WebhookSender {
             .build()
             .into();
         let (stop, stopped) = crossbeam_channel::bounded(1);
-        let sender =
-            Worker { outbox, state, secrets, agent, cfg: cfg.clone(), stats: Arc::clone(&stats), clock: SystemClock };
+        let sender = Worker {
+            outbox,
+            state,
+            secrets,
+            agent,
+            cfg: cfg.clone(),
+            reassembly_timeout_ms: inbound.reassembly_timeout_ms,
+            stats: Arc::clone(&stats),
+            clock: SystemClock,
+        };
         let thread =
             std::thread::Builder::new().name("webhook-sender".to_owned()).spawn(move || sender.run(&stopped))?;
         Ok(WebhookSender { thread: Some(thread), stop: Some(stop), stats })
@@ -146,6 +159,8 @@ struct Worker<C: Clock> {
     secrets: HashMap<ClientId, String>,
     agent: ureq::Agent,
     cfg: WebhooksConfig,
+    /// `inbound.reassembly_timeout_ms`.
+    reassembly_timeout_ms: u64,
     stats: Arc<WebhookStats>,
     clock: C,
 }
@@ -166,6 +181,7 @@ impl<C: Clock> Worker<C> {
 
     /// One tick: attempt what is due. Returns how many entries it took.
     fn tick(&self, stopped: &Receiver<()>) -> usize {
+        self.close_inbound_groups();
         if let Ok(n) = self.outbox.pending() {
             self.stats.pending.store(n, Ordering::Relaxed);
         }
@@ -199,6 +215,23 @@ impl<C: Clock> Worker<C> {
             self.settle(&entry, attempt);
         }
         n
+    }
+
+    /// Has the store close the groups of MO parts older than the reassembly timeout, if any
+    /// (one read when none is; a write only when one is due).
+    fn close_inbound_groups(&self) {
+        let now = self.clock.now_ms();
+        let before_ms = now.saturating_sub(self.reassembly_timeout_ms);
+        let closed = match self.outbox.oldest_inbound_group() {
+            Ok(Some(oldest)) if oldest <= before_ms => block_on(self.state.expire_inbound(before_ms)).map(|_| ()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = closed {
+            if let Some(suppressed) = crate::observe::events::log_due("", "mo_expire") {
+                tracing::warn!(error = %e, suppressed, "incomplete inbound messages not closed; retrying");
+            }
+        }
     }
 
     /// Records the result of one attempt through the writer.
@@ -341,6 +374,7 @@ mod tests {
             secrets: HashMap::new(),
             agent,
             cfg,
+            reassembly_timeout_ms: 60_000,
             stats: Arc::new(WebhookStats::default()),
             clock: Driven(now.clone()),
         };

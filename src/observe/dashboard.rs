@@ -479,6 +479,32 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
         atomic_series(&mut out, &blacklist_series);
     }
 
+    if let Some(i) = metrics::inbound() {
+        let inbound_series: [(&str, &str, &AtomicU64); 5] = [
+            ("smsgate_mo_parts_total", "Inbound deliver_sm kept as MO parts (a whole message is one part).", &i.parts),
+            (
+                "smsgate_mo_duplicate_parts_total",
+                "Resent MO parts ignored (their number had already arrived).",
+                &i.duplicate_parts,
+            ),
+            ("smsgate_mo_messages_total", "Inbound messages assembled and kept.", &i.messages),
+            (
+                "smsgate_mo_unrouted_total",
+                "Inbound messages that matched no [[mo_routes]] entry (kept, not posted).",
+                &i.unrouted,
+            ),
+            (
+                "smsgate_mo_incomplete_total",
+                "Inbound messages delivered with parts missing after inbound.reassembly_timeout_ms.",
+                &i.incomplete,
+            ),
+        ];
+        for (name, help, v) in inbound_series {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+    }
+
     histogram(
         &mut out,
         "smsgate_api_latency_seconds",

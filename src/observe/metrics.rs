@@ -18,6 +18,7 @@
 
 use super::events::LinkWatch;
 use crate::ids::LinkId;
+use crate::notify::mo::InboundStats;
 use crate::notify::webhook::WebhookStats;
 use crate::pipeline::policy::blacklist::BlacklistStats;
 use crate::pipeline::route::Live;
@@ -461,6 +462,18 @@ pub fn set_blacklist(stats: Arc<BlacklistStats>) {
 
 pub fn blacklist() -> Option<&'static BlacklistStats> {
     BLACKLIST.get().map(|s| &**s)
+}
+
+/// Inbound message (MO) counters, kept by the state writer (atomics).
+static INBOUND: OnceLock<Arc<InboundStats>> = OnceLock::new();
+
+/// Set once at start-up by `app.rs`.
+pub fn set_inbound(stats: Arc<InboundStats>) {
+    let _set_once_per_process = INBOUND.set(stats);
+}
+
+pub fn inbound() -> Option<&'static InboundStats> {
+    INBOUND.get().map(|s| &**s)
 }
 
 // === merged ===

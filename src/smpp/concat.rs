@@ -196,7 +196,10 @@ mod tests {
                 assert!(text.iter().all(|&b| b == b'a'));
             }
         }
-        assert_eq!(part_of(false, b"abc", Some((9, 3, 2))), (Some(PartOf { reference: 9, total: 3, seq: 2 }), &b"abc"[..]));
+        assert_eq!(
+            part_of(false, b"abc", Some((9, 3, 2))),
+            (Some(PartOf { reference: 9, total: 3, seq: 2 }), &b"abc"[..])
+        );
         // A port-addressing IE before the concatenation IE is skipped.
         let sm = [0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x07, 0x02, 0x01, b'h', b'i'];
         assert_eq!(part_of(true, &sm, None), (Some(PartOf { reference: 7, total: 2, seq: 1 }), &b"hi"[..]));

@@ -168,7 +168,8 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> Option<String> {
         Alphabet::Ascii | Alphabet::Latin1 => Some(bytes.iter().map(|&b| char::from(b)).collect()),
         Alphabet::Ucs2 => {
             let units = bytes.chunks_exact(2).map(|u| u16::from_be_bytes([u[0], u[1]]));
-            let mut text: String = char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect();
+            let mut text: String =
+                char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect();
             if bytes.len() % 2 == 1 {
                 text.push(char::REPLACEMENT_CHARACTER);
             }

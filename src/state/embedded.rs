@@ -10,6 +10,10 @@
 //! - `smsc_index`: link + 0x00 + SMSC message id → MessageId as 8 big-endian bytes.
 //! - `parked_receipts`: the same key as `smsc_index` → serde_json of [`Receipt`], for receipts
 //!   that arrived before the `Put` that carries their SMSC id.
+//! - `inbound`: InboundId → serde_json of [`InboundMessage`] (MO).
+//! - `inbound_parts`: `MoPart::group_key` → serde_json of [`MoGroup`], parts of concatenated
+//!   MO waiting for their partners (few: a group leaves when complete or timed out).
+//! - the webhook outbox tables below.
 //!
 //! One `apply` is one redb write transaction committed with `Durability::Immediate`: one sync
 //! per batch, all or nothing. Reads inside the transaction see its earlier writes, so a later op
@@ -17,7 +21,8 @@
 
 use super::record::{MessageRecord, Receipt, ReceiptEffect, Status};
 use super::store::{Op, OpOutcome, OutboxRead, StateStore, StoreError};
-use crate::ids::{LinkId, MessageId, SmscMessageId};
+use crate::ids::{InboundId, LinkId, MessageId, SmscMessageId};
+use crate::notify::mo::{self, InboundMessage, MoGroup, MoPart, MoRouter};
 use crate::notify::outbox::{self, Event, OutboxEntry, WebhookTargets};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 use std::path::Path;
@@ -26,6 +31,8 @@ use std::sync::Arc;
 const MESSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("messages");
 const SMSC_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smsc_index");
 const PARKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parked_receipts");
+const INBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("inbound");
+const INBOUND_PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inbound_parts");
 /// Webhooks owed: outbox sequence number → `OutboxEntry` (JSON).
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
 /// Webhooks given up after their max age, kept for inspection: sequence → `OutboxEntry`.
@@ -51,6 +58,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     /// Each client's default webhook; which events are owed.
     targets: WebhookTargets,
+    /// Where inbound messages go (`[[mo_routes]]`, swapped by a reload).
+    mo_router: Arc<MoRouter>,
     /// The next outbox sequence number: one above the highest ever used (kept in the outbox
     /// or the failed table, so it never goes back after a restart).
     next_seq: u64,
@@ -75,6 +84,8 @@ impl EmbeddedStore {
         txn.open_table(MESSAGES).map_err(io)?;
         txn.open_table(SMSC_INDEX).map_err(io)?;
         txn.open_table(PARKED).map_err(io)?;
+        txn.open_table(INBOUND).map_err(io)?;
+        txn.open_table(INBOUND_PARTS).map_err(io)?;
         let last_owed = txn.open_table(OUTBOX).map_err(io)?.last().map_err(io)?.map(|(k, _)| k.value());
         let last_failed = txn.open_table(FAILED).map_err(io)?.last().map_err(io)?.map(|(k, _)| k.value());
         txn.open_table(DUE).map_err(io)?;
@@ -82,12 +93,18 @@ impl EmbeddedStore {
         txn.open_table(PER_CLIENT).map_err(io)?;
         txn.commit().map_err(io)?;
         let next_seq = last_owed.max(last_failed).map_or(1, |s| s + 1);
-        Ok(EmbeddedStore { db: Arc::new(db), targets: WebhookTargets::default(), next_seq })
+        Ok(EmbeddedStore { db: Arc::new(db), targets: WebhookTargets::default(), mo_router: Arc::default(), next_seq })
     }
 
     /// Sets the clients' webhook defaults (`[[clients]] webhook_url`, `webhook_events`).
     pub fn with_webhooks(mut self, targets: WebhookTargets) -> Self {
         self.targets = targets;
+        self
+    }
+
+    /// Sets the router of inbound messages (without one, every MO is kept unrouted).
+    pub fn with_mo_router(mut self, router: Arc<MoRouter>) -> Self {
+        self.mo_router = router;
         self
     }
 }
@@ -111,7 +128,10 @@ impl StateStore for EmbeddedStore {
                 due: txn.open_table(DUE).map_err(io)?,
                 by_message: txn.open_table(BY_MESSAGE).map_err(io)?,
                 per_client: txn.open_table(PER_CLIENT).map_err(io)?,
+                inbound: txn.open_table(INBOUND).map_err(io)?,
+                inbound_parts: txn.open_table(INBOUND_PARTS).map_err(io)?,
                 targets: &self.targets,
+                mo_router: &self.mo_router,
                 next_seq: self.next_seq,
             };
             for op in batch {
@@ -121,6 +141,8 @@ impl StateStore for EmbeddedStore {
                     Op::WebhookDone(seq) => tables.webhook_done(*seq)?,
                     Op::WebhookRetry { seq, next_at_ms } => tables.webhook_retry(*seq, *next_at_ms)?,
                     Op::WebhookFailed(seq) => tables.webhook_failed(*seq)?,
+                    Op::Inbound(part) => tables.inbound_part(part)?,
+                    Op::InboundExpire { before_ms } => tables.inbound_expire(*before_ms)?,
                 });
             }
             next_seq = tables.next_seq;
@@ -135,6 +157,13 @@ impl StateStore for EmbeddedStore {
         let txn = self.db.begin_read().map_err(io)?;
         let messages = txn.open_table(MESSAGES).map_err(io)?;
         let stored = messages.get(id.to_bytes().as_slice()).map_err(io)?;
+        stored.map(|v| decode(v.value())).transpose()
+    }
+
+    fn get_inbound(&self, id: InboundId) -> Result<Option<InboundMessage>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let inbound = txn.open_table(INBOUND).map_err(io)?;
+        let stored = inbound.get(id.0).map_err(io)?;
         stored.map(|v| decode(v.value())).transpose()
     }
 
@@ -153,6 +182,18 @@ impl OutboxRead for EmbeddedOutbox {
         let txn = self.db.begin_read().map_err(io)?;
         let outbox = txn.open_table(OUTBOX).map_err(io)?;
         outbox.len().map_err(io)
+    }
+
+    fn oldest_inbound_group(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let parts = txn.open_table(INBOUND_PARTS).map_err(io)?;
+        let mut oldest: Option<u64> = None;
+        for row in parts.iter().map_err(io)? {
+            let (_, v) = row.map_err(io)?;
+            let group: MoGroup = decode(v.value())?;
+            oldest = Some(oldest.map_or(group.first_at_ms, |o| o.min(group.first_at_ms)));
+        }
+        Ok(oldest)
     }
 
     fn due_webhooks(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -185,7 +226,10 @@ struct Tables<'txn, 'a> {
     due: Table<'txn, (u64, u64), ()>,
     by_message: Table<'txn, (u64, u64), ()>,
     per_client: Table<'txn, &'static str, u64>,
+    inbound: Table<'txn, u64, &'static [u8]>,
+    inbound_parts: Table<'txn, &'static [u8], &'static [u8]>,
     targets: &'a WebhookTargets,
+    mo_router: &'a MoRouter,
     next_seq: u64,
 }
 
@@ -262,20 +306,35 @@ impl Tables<'_, '_> {
         };
         let body = serde_json::to_string(&outbox::payload(rec, event))
             .map_err(|e| StoreError::Corrupt(format!("encode webhook: {e}")))?;
+        let url = url.to_owned();
+        self.enqueue(outbox::event_id(rec.id, event), rec.id, &rec.client, url, body, now_ms)
+    }
+
+    /// Queues one webhook: in the outbox, behind the earlier events of `message_id`, within
+    /// its client's share (`webhooks.max_pending_per_client`).
+    fn enqueue(
+        &mut self,
+        event_id: String,
+        message_id: MessageId,
+        client: &crate::ids::ClientId,
+        url: String,
+        body: String,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = OutboxEntry {
             seq,
-            event_id: outbox::event_id(rec.id, event),
-            message_id: rec.id,
-            client: rec.client.clone(),
-            url: url.to_owned(),
+            event_id,
+            message_id,
+            client: client.clone(),
+            url,
             body,
             created_at_ms: now_ms,
             attempts: 0,
             next_at_ms: now_ms,
         };
-        let client = rec.client.as_str();
+        let client = client.as_str();
         let pending = self.per_client.get(client).map_err(io)?.map_or(0, |v| v.value());
         if pending >= self.targets.max_pending_per_client() {
             // The client's share of the outbox is full (its receiver has been failing for
@@ -289,13 +348,70 @@ impl Tables<'_, '_> {
         }
         self.per_client.insert(client, pending + 1).map_err(io)?;
         self.outbox.insert(seq, encode(&entry)?.as_slice()).map_err(io)?;
-        let id = rec.id.0;
+        let id = message_id.0;
         let waits_behind_another = self.by_message.range((id, 0)..=(id, u64::MAX)).map_err(io)?.next().is_some();
         self.by_message.insert((id, seq), ()).map_err(io)?;
         if !waits_behind_another {
             self.due.insert((now_ms, seq), ()).map_err(io)?;
         }
         Ok(())
+    }
+
+    /// Keeps one inbound part; a whole message, or the part that completes one, makes the
+    /// message.
+    fn inbound_part(&mut self, part: &MoPart) -> Result<OpOutcome, StoreError> {
+        self.mo_router.stats().parts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(key) = part.group_key() else {
+            return self.keep_inbound(std::slice::from_ref(part), part.received_at_ms);
+        };
+        let stored = self.inbound_parts.get(key.as_slice()).map_err(io)?;
+        let mut group: MoGroup = stored.map(|v| decode(v.value())).transpose()?.unwrap_or_default();
+        if !group.add(part.clone()) {
+            self.mo_router.stats().duplicate_parts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(OpOutcome::InboundPartDuplicate);
+        }
+        if group.is_complete() {
+            self.inbound_parts.remove(key.as_slice()).map_err(io)?;
+            return self.keep_inbound(&group.parts, part.received_at_ms);
+        }
+        self.inbound_parts.insert(key.as_slice(), encode(&group)?.as_slice()).map_err(io)?;
+        Ok(OpOutcome::InboundPartKept)
+    }
+
+    /// Closes the groups whose first part came at or before `before_ms` with what they have.
+    fn inbound_expire(&mut self, before_ms: u64) -> Result<OpOutcome, StoreError> {
+        let mut expired = Vec::new();
+        for row in self.inbound_parts.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            let group: MoGroup = decode(v.value())?;
+            if group.first_at_ms <= before_ms {
+                expired.push((k.value().to_vec(), group));
+            }
+        }
+        for (key, group) in &expired {
+            self.inbound_parts.remove(key.as_slice()).map_err(io)?;
+            self.keep_inbound(&group.parts, before_ms)?;
+        }
+        Ok(OpOutcome::InboundExpired(expired.len()))
+    }
+
+    /// Assembles, routes and keeps an inbound message, and owes its webhook.
+    fn keep_inbound(&mut self, parts: &[MoPart], now_ms: u64) -> Result<OpOutcome, StoreError> {
+        let Some(mut msg) = mo::assemble(parts, now_ms) else {
+            return Err(StoreError::Corrupt("an inbound group without parts".to_owned()));
+        };
+        let routed = self.mo_router.route(&msg.to, msg.text.as_deref()).map(|(c, url)| (c, url.to_owned()));
+        msg.client = routed.as_ref().map(|(c, _)| c.clone());
+        self.inbound.insert(msg.id.0, encode(&msg)?.as_slice()).map_err(io)?;
+        self.mo_router.count(&msg);
+        if let Some((client, url)) = routed {
+            let body = serde_json::to_string(&mo::payload(&msg))
+                .map_err(|e| StoreError::Corrupt(format!("encode webhook: {e}")))?;
+            self.enqueue(mo::event_id(msg.id), MessageId(msg.id.0), &client, url, body, now_ms)?;
+        } else if let Some(suppressed) = crate::observe::events::log_due(msg.link.as_str(), "mo_unrouted") {
+            tracing::warn!(id = %msg.id, to = %msg.to, link = %msg.link, suppressed, "inbound message matches no [[mo_routes]] entry; kept, not delivered");
+        }
+        Ok(OpOutcome::InboundKept(Box::new(msg)))
     }
 
     /// Removes a settled event from the outbox and its indexes, and makes the message's next
@@ -676,6 +792,96 @@ mod tests {
         store.apply(&[Op::Put(rec), Op::Receipt(receipt("cd34", Status::Delivered))]).unwrap();
         let due = store.outbox_reader().due_webhooks(u64::MAX, 10).unwrap();
         assert_eq!(due.iter().map(|e| e.url.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:9/own"]);
+    }
+
+    fn mo_store(dir: &Path) -> (EmbeddedStore, Arc<MoRouter>) {
+        let client: crate::config::ClientConfig =
+            toml::from_str("name = \"acme\"\napi_key = \"k\"\nmo_url = \"http://127.0.0.1:9/mo\"\n").unwrap();
+        let rules: crate::config::Rules = toml::from_str("[[mo_routes]]\nto = \"12345\"\nclient = \"acme\"\n").unwrap();
+        let router = Arc::new(MoRouter::new(std::slice::from_ref(&client), &rules.mo_routes, Arc::default()));
+        let store = EmbeddedStore::open(dir)
+            .unwrap()
+            .with_webhooks(WebhookTargets::new(&[client], 1_000, Arc::default()))
+            .with_mo_router(Arc::clone(&router));
+        (store, router)
+    }
+
+    fn mo(id: u64, to: &str, part: Option<(u8, u8)>, text: &str, at: u64) -> Op {
+        Op::Inbound(MoPart {
+            id: InboundId(id),
+            link: LinkId::new("100"),
+            from: "4915112345678".into(),
+            to: to.into(),
+            data_coding: 0,
+            part_of: part.map(|(total, seq)| crate::smpp::concat::PartOf { reference: 42, total, seq }),
+            octets: crate::smpp::encoding::encode(text).bytes,
+            received_at_ms: at,
+        })
+    }
+
+    #[test]
+    fn an_mo_is_kept_routed_and_owes_its_webhook_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, router) = mo_store(dir.path());
+        let out =
+            store.apply(&[mo(7, "12345", None, "Hello @ €", 1_000), mo(8, "99999", None, "lost?", 1_001)]).unwrap();
+        let OpOutcome::InboundKept(m) = &out[0] else { panic!("{out:?}") };
+        assert_eq!((m.text.as_deref(), m.client.as_ref().map(|c| c.as_str())), (Some("Hello @ €"), Some("acme")));
+        let OpOutcome::InboundKept(unrouted) = &out[1] else { panic!("{out:?}") };
+        assert_eq!(unrouted.client, None);
+        assert_eq!(store.get_inbound(InboundId(8)).unwrap().unwrap().text.as_deref(), Some("lost?"), "kept");
+        let due = store.outbox_reader().due_webhooks(u64::MAX, 10).unwrap();
+        assert_eq!(due.len(), 1, "the unrouted one is posted nowhere");
+        assert_eq!(
+            (due[0].url.as_str(), due[0].event_id.clone()),
+            ("http://127.0.0.1:9/mo", format!("{}.inbound", InboundId(7)))
+        );
+        let body: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
+        assert_eq!((body["text"].as_str(), body["to"].as_str()), (Some("Hello @ €"), Some("12345")));
+        let s = router.stats();
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!((s.parts.load(Relaxed), s.messages.load(Relaxed), s.unrouted.load(Relaxed)), (2, 2, 1));
+    }
+
+    #[test]
+    fn mo_parts_wait_for_their_partners_across_batches_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut store, _) = mo_store(dir.path());
+            let out =
+                store.apply(&[mo(3, "12345", Some((3, 3)), "!", 10), mo(1, "12345", Some((3, 1)), "Hel", 11)]).unwrap();
+            assert_eq!(out, vec![OpOutcome::InboundPartKept, OpOutcome::InboundPartKept]);
+            assert_eq!(store.outbox_reader().oldest_inbound_group().unwrap(), Some(10));
+        }
+        let (mut store, router) = mo_store(dir.path());
+        let out = store.apply(&[mo(9, "12345", Some((3, 1)), "XXX", 12)]).unwrap();
+        assert_eq!(out, vec![OpOutcome::InboundPartDuplicate]);
+        let out = store.apply(&[mo(2, "12345", Some((3, 2)), "lo", 13)]).unwrap();
+        let OpOutcome::InboundKept(m) = &out[0] else { panic!("{out:?}") };
+        assert_eq!((m.id, m.text.as_deref(), m.incomplete), (InboundId(1), Some("Hello!"), false));
+        assert_eq!(store.outbox_reader().oldest_inbound_group().unwrap(), None, "the group is gone");
+        assert_eq!(router.stats().duplicate_parts.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn expired_groups_are_delivered_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = mo_store(dir.path());
+        store.apply(&[mo(1, "12345", Some((3, 1)), "Hel", 100), mo(5, "12345", Some((2, 2)), "late", 500)]).unwrap();
+        let out = store.apply(&[Op::InboundExpire { before_ms: 200 }]).unwrap();
+        assert_eq!(out, vec![OpOutcome::InboundExpired(1)]);
+        let m = store.get_inbound(InboundId(1)).unwrap().unwrap();
+        assert_eq!(
+            (m.text.as_deref(), m.incomplete, m.parts_received.clone(), m.completed_at_ms),
+            (Some("Hel"), true, vec![1], 200)
+        );
+        assert_eq!(store.outbox_reader().oldest_inbound_group().unwrap(), Some(500), "the younger group waits on");
+        let due = store.outbox_reader().due_webhooks(u64::MAX, 10).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&due[0].body).unwrap();
+        assert_eq!(
+            (body["incomplete"].as_bool(), body["segments"]["received"].clone()),
+            (Some(true), serde_json::json!([1]))
+        );
     }
 
     #[test]

@@ -9,9 +9,16 @@
 //! [`OutboxEntry`] in the same durable batch as the record, so a receipt acknowledged to the
 //! SMSC always has its webhook owed. The sender thread reads due entries with
 //! [`OutboxRead::due_webhooks`] (from [`StateStore::outbox_reader`]) and settles them with the `Webhook*` ops.
-
+//!
+//! Inbound messages (MO, `notify::mo`): `Op::Inbound` keeps one part durably. A whole message,
+//! or the part that completes a concatenated one, is assembled (`mo::assemble`), routed
+//! (`MoRouter::route`), kept under its `InboundId` and owes its webhook (an [`OutboxEntry`]
+//! whose `message_id` holds the inbound id and whose event id ends in `.inbound`), all in the
+//! same batch. Parts still waiting are closed by `Op::InboundExpire` (the sender thread sends
+//! it when [`OutboxRead::oldest_inbound_group`] is past `inbound.reassembly_timeout_ms`).
 use super::record::{MessageRecord, Receipt};
-use crate::ids::{ClientId, MessageId};
+use crate::ids::{ClientId, InboundId, MessageId};
+use crate::notify::mo::{InboundMessage, MoPart};
 use crate::notify::outbox::OutboxEntry;
 
 /// One write in a batch.
@@ -30,6 +37,13 @@ pub enum Op {
     WebhookRetry { seq: u64, next_at_ms: u64 },
     /// The webhook of outbox entry `seq` is past its max age: move it to the failed table.
     WebhookFailed(u64),
+    /// One inbound message part (a whole message is one part). Kept with its partners until
+    /// all have arrived (a part whose number is already kept is ignored); the part that
+    /// completes a message makes the message: assembled, routed, kept, webhook owed.
+    Inbound(MoPart),
+    /// Assembles every group of parts whose first part arrived at or before `before_ms` from
+    /// the parts it has, marked incomplete, and keeps it like a whole message.
+    InboundExpire { before_ms: u64 },
 }
 
 /// What one op did.
@@ -44,6 +58,14 @@ pub enum OpOutcome {
     ReceiptDuplicate(MessageId),
     /// No message has this (link, SMSC id) yet; the receipt is parked until one does.
     ReceiptParked,
+    /// An inbound message was assembled and kept (its `client` is `None` when unrouted).
+    InboundKept(Box<InboundMessage>),
+    /// An inbound part was kept; its message waits for the other parts.
+    InboundPartKept,
+    /// An inbound part whose number its group already had: nothing changed.
+    InboundPartDuplicate,
+    /// `InboundExpire` closed this many groups.
+    InboundExpired(usize),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +89,9 @@ pub trait StateStore: Send + 'static {
     /// Reads one record.
     fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError>;
 
+    /// Reads one inbound message.
+    fn get_inbound(&self, id: InboundId) -> Result<Option<InboundMessage>, StoreError>;
+
     /// A reader of the webhook outbox for the sender thread. It reads beside the writer (a
     /// snapshot; it never blocks a batch) and never writes: the sender settles entries with
     /// `Webhook*` ops through the writer, the one writer of the store.
@@ -83,4 +108,8 @@ pub trait OutboxRead: Send + 'static {
 
     /// Entries in the outbox (due or not), for the pending gauge.
     fn pending(&self) -> Result<u64, StoreError>;
+
+    /// When the first part of the oldest group of inbound parts still waiting for its
+    /// partners arrived (Unix ms), if any group waits.
+    fn oldest_inbound_group(&self) -> Result<Option<u64>, StoreError>;
 }

@@ -13,7 +13,8 @@
 
 use super::record::{MessageRecord, Receipt};
 use super::store::{Op, OpOutcome, StateStore, StoreError};
-use crate::ids::MessageId;
+use crate::ids::{InboundId, MessageId};
+use crate::notify::mo::{InboundMessage, MoPart};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 use std::future::Future;
@@ -63,6 +64,13 @@ pub struct WriterStats {
 /// Where the writer answers a write and a read.
 type WriteReply = oneshot::Sender<Result<OpOutcome, StoreError>>;
 type ReadReply = oneshot::Sender<Result<Option<MessageRecord>, StoreError>>;
+type InboundReply = oneshot::Sender<Result<Option<InboundMessage>, StoreError>>;
+
+/// A read served after the writes of its batch.
+enum Read {
+    Message(MessageId, ReadReply),
+    Inbound(InboundId, InboundReply),
+}
 
 /// One request to the writer thread.
 // Nearly every request is a `Write`: boxing its op would allocate once per write for nothing.
@@ -72,10 +80,7 @@ enum Request {
         op: Op,
         reply: WriteReply,
     },
-    Get {
-        id: MessageId,
-        reply: ReadReply,
-    },
+    Get(Read),
     /// Sent by [`Writer::shutdown`]: finish what is queued, then stop.
     Stop,
 }
@@ -124,7 +129,31 @@ impl StateHandle {
         id: MessageId,
     ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let sent = self.submit(Request::Get { id, reply });
+        let sent = self.submit(Request::Get(Read::Message(id, reply)));
+        answer(sent, rx)
+    }
+
+    /// Keeps an inbound message part (`Op::Inbound`); resolves once durable, with what it did.
+    pub fn inbound(&self, part: MoPart) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
+        self.write(Op::Inbound(part))
+    }
+
+    /// Closes the groups of inbound parts that waited since `before_ms` or longer
+    /// (`Op::InboundExpire`); resolves once durable.
+    pub fn expire_inbound(
+        &self,
+        before_ms: u64,
+    ) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
+        self.write(Op::InboundExpire { before_ms })
+    }
+
+    /// Reads an inbound message, like [`StateHandle::get`].
+    pub fn get_inbound(
+        &self,
+        id: InboundId,
+    ) -> impl Future<Output = Result<Option<InboundMessage>, StoreError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.submit(Request::Get(Read::Inbound(id, reply)));
         answer(sent, rx)
     }
 
@@ -266,7 +295,7 @@ fn run<S: StateStore>(
 struct Batch {
     ops: Vec<Op>,
     write_replies: Vec<WriteReply>,
-    reads: Vec<(MessageId, ReadReply)>,
+    reads: Vec<Read>,
 }
 
 impl Batch {
@@ -285,7 +314,7 @@ impl Batch {
                 self.ops.push(op);
                 self.write_replies.push(reply);
             }
-            Request::Get { id, reply } => self.reads.push((id, reply)),
+            Request::Get(read) => self.reads.push(read),
             Request::Stop => return true,
         }
         false
@@ -323,10 +352,12 @@ impl Batch {
                 }
             }
         }
-        for (id, reply) in self.reads.drain(..) {
-            let answer = store.get(id);
+        for read in self.reads.drain(..) {
             stats.reads.fetch_add(1, Ordering::Relaxed);
-            deliver(reply, answer, stats);
+            match read {
+                Read::Message(id, reply) => deliver(reply, store.get(id), stats),
+                Read::Inbound(id, reply) => deliver(reply, store.get_inbound(id), stats),
+            }
         }
         result
     }
@@ -382,6 +413,9 @@ mod tests {
         }
         fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
             self.inner.get(id)
+        }
+        fn get_inbound(&self, id: InboundId) -> Result<Option<InboundMessage>, StoreError> {
+            self.inner.get_inbound(id)
         }
         fn outbox_reader(&self) -> Box<dyn crate::state::store::OutboxRead> {
             self.inner.outbox_reader()
