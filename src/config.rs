@@ -831,6 +831,37 @@ mod tests {
     }
 
     #[test]
+    fn mo_routes_are_validated_against_themselves_and_the_clients() {
+        let f = Path::new("smpp_rules.toml");
+        let key = |text: &str| {
+            let r: Rules = parse(f, text).unwrap();
+            validate_rules(f, &r).err().map(|e| e.key)
+        };
+        assert_eq!(key("[[mo_routes]]\nto = \"+12345\"\nkeyword = \"Stop\"\nclient = \"a\"\n"), None);
+        assert_eq!(key("[[mo_routes]]\nto = \"12a45\"\nclient = \"a\"\n").as_deref(), Some("mo_routes[0].to"));
+        assert_eq!(
+            key("[[mo_routes]]\nto = \"1\"\nkeyword = \"two words\"\nclient = \"a\"\n").as_deref(),
+            Some("mo_routes[0].keyword")
+        );
+        let twice = "[[mo_routes]]\nto = \"1\"\nkeyword = \"A\"\nclient = \"a\"\n[[mo_routes]]\nto = \"+1\"\nkeyword = \"a\"\nclient = \"b\"\n";
+        assert_eq!(key(twice).as_deref(), Some("mo_routes[1]"));
+        let c = parse_config(&format!("{CLIENT}mo_url = \"http://127.0.0.1:9/mo\"\n")).unwrap();
+        let routes = |client: &str| -> Rules {
+            parse(f, &format!("[[mo_routes]]\nto = \"1\"\nclient = \"{client}\"\n")).unwrap()
+        };
+        assert!(check_mo_clients(f, &routes(c.clients[0].name.as_str()), &c.clients).is_ok());
+        assert_eq!(check_mo_clients(f, &routes("nobody"), &c.clients).unwrap_err().key, "mo_routes[0].client");
+        let without_url = parse_config(CLIENT).unwrap();
+        let e = check_mo_clients(f, &routes(without_url.clients[0].name.as_str()), &without_url.clients).unwrap_err();
+        assert!(e.reason.contains("no mo_url"), "{e}");
+        assert_eq!(parse_config(&format!("{CLIENT}mo_url = \"ftp://x/\"\n")).unwrap_err().key, "clients[0].mo_url");
+        assert_eq!(
+            parse_config(&format!("[inbound]\nreassembly_timeout_ms = 0\n{CLIENT}")).unwrap_err().key,
+            "inbound.reassembly_timeout_ms"
+        );
+    }
+
+    #[test]
     fn rules_validate_links() {
         let f = Path::new("smpp_rules.toml");
         let ok =

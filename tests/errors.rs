@@ -94,6 +94,8 @@ fn bad_input_is_refused_precisely_and_reaches_no_smsc() {
     );
     assert_error(get_message(&a, &gw, API_KEY, "00000000deadbeef"), 404, "message_not_found", None);
     assert_error(get_message(&a, &gw, API_KEY, "not-an-id"), 400, "invalid_id", Some("id"));
+    assert_error(get_inbound(&a, &gw, API_KEY, "00000000deadbeef"), 404, "inbound_not_found", None);
+    assert_error(get_inbound(&a, &gw, API_KEY, "not-an-id"), 400, "invalid_id", Some("id"));
     let mut r = a.get(&gw.url("/api/v2/nothing")).call().unwrap();
     assert_error((r.status().as_u16(), r.body_mut().read_json().unwrap()), 404, "not_found", None);
 

@@ -160,14 +160,14 @@ async fn route(
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let result = match (req.method(), segments.as_slice()) {
         (&Method::POST, ["api", "v1", "messages"]) => submit(req, pipeline, settings).await,
-        (&Method::GET, ["api", "v1", "messages", id]) => found(match authenticate(&req, pipeline) {
+        (&Method::GET, ["api", "v1", "messages", id]) => Ok(found(match authenticate(&req, pipeline) {
             Ok(client) => pipeline.message(&client, id).await,
             Err(r) => Err(r),
-        }),
-        (&Method::GET, ["api", "v1", "inbound", id]) => found(match authenticate(&req, pipeline) {
+        })),
+        (&Method::GET, ["api", "v1", "inbound", id]) => Ok(found(match authenticate(&req, pipeline) {
             Ok(client) => pipeline.inbound_message(&client, id).await,
             Err(r) => Err(r),
-        }),
+        })),
         (&Method::POST, ["api", "v1", "campaigns"]) => create_campaign(req, pipeline, settings).await,
         (&Method::GET, ["api", "v1", "campaigns", id]) => campaign(&req, pipeline, id, CampaignCall::Get).await,
         (&Method::POST, ["api", "v1", "campaigns", id, "build"]) => {
@@ -199,9 +199,12 @@ fn authenticate(req: &Request<Incoming>, pipeline: &Pipeline) -> Result<ClientId
     pipeline.authenticate(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))
 }
 
-/// A read's answer: 200 with the JSON, or the error.
-fn found<T: serde::Serialize>(read: Result<T, Rejection>) -> Result<Response<Full<Bytes>>, ErrorReply> {
-    read.map(|v| json_response(StatusCode::OK, &v)).map_err(ErrorReply::from)
+/// A read's answer: 200 with the JSON, or the error's answer.
+fn found<T: serde::Serialize>(read: Result<T, Rejection>) -> Response<Full<Bytes>> {
+    match read {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(r) => error_response(r.into()),
+    }
 }
 
 /// `POST /api/v1/admin/reload`: 200 with what changed, or 400 `invalid_rules` naming file, key

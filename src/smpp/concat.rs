@@ -151,7 +151,7 @@ impl PartOf {
 /// `udhi`: esm_class bit 0x40. `sar`: the SAR TLVs (reference, total, seq) when all three came.
 /// A UDH whose lengths run past the octets is not a UDH: the octets are kept whole. An
 /// information element other than concatenation (ports, formatting) is skipped.
-pub fn part_of<'a>(udhi: bool, short_message: &'a [u8], sar: Option<(u16, u8, u8)>) -> (Option<PartOf>, &'a [u8]) {
+pub fn part_of(udhi: bool, short_message: &[u8], sar: Option<(u16, u8, u8)>) -> (Option<PartOf>, &[u8]) {
     let from_sar = sar.and_then(|(r, t, s)| PartOf::checked(r, t, s));
     if !udhi {
         return (from_sar, short_message);

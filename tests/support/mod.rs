@@ -270,11 +270,16 @@ pub fn submit(agent: &ureq::Agent, gw: &Gateway, key: &str, body: &serde_json::V
 }
 
 pub fn get_message(agent: &ureq::Agent, gw: &Gateway, key: &str, id: &str) -> (u16, serde_json::Value) {
-    let mut r = agent
-        .get(&gw.url(&format!("/api/v1/messages/{id}")))
-        .header("Authorization", &format!("Bearer {key}"))
-        .call()
-        .expect("get request");
+    get_json(agent, gw, key, &format!("/api/v1/messages/{id}"))
+}
+
+pub fn get_inbound(agent: &ureq::Agent, gw: &Gateway, key: &str, id: &str) -> (u16, serde_json::Value) {
+    get_json(agent, gw, key, &format!("/api/v1/inbound/{id}"))
+}
+
+/// GET `path` as the client with `key`: status and JSON body (null if none).
+fn get_json(agent: &ureq::Agent, gw: &Gateway, key: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut r = agent.get(&gw.url(path)).header("Authorization", &format!("Bearer {key}")).call().expect("get request");
     let status = r.status().as_u16();
     (status, r.body_mut().read_json().unwrap_or(serde_json::Value::Null))
 }

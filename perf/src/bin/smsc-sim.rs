@@ -74,9 +74,19 @@ applied, or `error <reason>`; end of input stops reading, not the simulator):
   garbage              send to every bound connection a header with command_length
                        0xFFFFFFFF: the stream loses its framing
   stats                print the counters line on stdout
-`ok` for drop, malformed and garbage means every connection has closed or written it.
+  mo KEY=VALUE ... text=TEXT
+                       send an inbound message (MO) as deliver_sm on one bound receiver or
+                       transceiver connection; `text=` comes last and takes the rest of the
+                       line. Keys: to= (required), from= [default 4915112345678],
+                       coding=gsm7|ucs2|latin1 [default gsm7], split=none|udh8|udh16|sar|payload
+                       [default none], part_octets=N text octets per part [default 153, 134
+                       for ucs2], ref=N concatenation reference [default 1], order=in|reverse
+                       [default in], skip=N,N part numbers never sent (their partners then
+                       wait in vain)
+`ok` for drop, malformed, garbage and mo means every connection has closed or written it.
 Counters: throttled = submit_sm refused by throttle, throttle-every or qfull; muted =
-submit_sm left unanswered by mute; unbind and generic_nack = those PDUs received.
+submit_sm left unanswered by mute; unbind and generic_nack = those PDUs received;
+deliver_sm_resp_error = deliver_sm_resp received with a command_status other than 0.
 ";
 
 /// Output bytes above which a connection stops reading until its peer reads. Why: a peer
@@ -269,6 +279,8 @@ struct Stats {
     submit_sm_resp: [AtomicU64; 257],
     deliver_sm: AtomicU64,
     deliver_sm_resp: AtomicU64,
+    /// deliver_sm_resp with a command_status other than ESME_ROK.
+    deliver_sm_resp_error: AtomicU64,
     /// submit_sm refused by the `throttle`, `throttle-every` or `qfull` faults.
     throttled: AtomicU64,
     /// submit_sm left unanswered by the `mute` fault.
@@ -300,7 +312,8 @@ impl Stats {
         }
         format!(
             "smsc-sim stats: connections={} binds={} submit_sm={} submit_sm_resp={} ({}) \
-             deliver_sm={} deliver_sm_resp={} throttled={} muted={} unbind={} generic_nack={}",
+             deliver_sm={} deliver_sm_resp={} deliver_sm_resp_error={} throttled={} muted={} unbind={} \
+             generic_nack={}",
             self.connections.load(Relaxed),
             self.binds.load(Relaxed),
             self.submit_sm.load(Relaxed),
@@ -308,6 +321,7 @@ impl Stats {
             by_status,
             self.deliver_sm.load(Relaxed),
             self.deliver_sm_resp.load(Relaxed),
+            self.deliver_sm_resp_error.load(Relaxed),
             self.throttled.load(Relaxed),
             self.muted.load(Relaxed),
             self.unbind.load(Relaxed),
@@ -366,11 +380,20 @@ impl Faults {
 }
 
 /// What a connection does on a broadcast command.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 enum ConnFault {
     Drop,
     Malformed,
     Garbage,
+    /// Send these deliver_sm (an MO's parts), on the first receiving connection only.
+    Mo(Arc<MoJob>),
+}
+
+/// The deliver_sm of one `mo` command and whether a connection has taken them.
+#[derive(Debug)]
+struct MoJob {
+    parts: Vec<Sm>,
+    claimed: AtomicBool,
 }
 
 /// One broadcast command. Each connection drops its clone of `ack` once it has done the
@@ -483,6 +506,16 @@ impl Conn {
             ConnFault::Garbage => {
                 let sequence = self.next_sequence();
                 header(&mut self.out, u32::MAX, pdu::command_id::DELIVER_SM, sequence);
+            }
+            ConnFault::Mo(job) => {
+                let receives = matches!(self.bound, Some(Bound::Receiver | Bound::Transceiver));
+                if !receives || job.claimed.swap(true, Relaxed) {
+                    return;
+                }
+                for sm in &job.parts {
+                    let pdu = Pdu::new(self.next_sequence(), Body::DeliverSm(Box::new(sm.clone())));
+                    self.send_receipt(&pdu);
+                }
             }
             ConnFault::Drop => return,
         }
@@ -629,6 +662,9 @@ impl Conn {
             }
             Body::DeliverSmResp(_) => {
                 self.sim.stats.deliver_sm_resp.fetch_add(1, Relaxed);
+                if !pdu.status.is_ok() {
+                    self.sim.stats.deliver_sm_resp_error.fetch_add(1, Relaxed);
+                }
             }
             Body::GenericNack => {
                 self.sim.stats.generic_nack.fetch_add(1, Relaxed);
@@ -867,6 +903,13 @@ async fn apply(sim: &Sim, command: &str) -> Result<Option<String>, String> {
         "drop" => broadcast_to_connections(faults, ConnFault::Drop).await?,
         "malformed" => broadcast_to_connections(faults, ConnFault::Malformed).await?,
         "garbage" => broadcast_to_connections(faults, ConnFault::Garbage).await?,
+        "mo" => {
+            let job = Arc::new(MoJob { parts: mo_parts(arg)?, claimed: AtomicBool::new(false) });
+            broadcast_to_connections(faults, ConnFault::Mo(job.clone())).await?;
+            if !job.claimed.load(Relaxed) {
+                return Err("no receiver or transceiver is bound".into());
+            }
+        }
         _ => return Err("unknown command".into()),
     }
     Ok(None)
@@ -882,6 +925,92 @@ async fn broadcast_to_connections(faults: &Faults, fault: ConnFault) -> Result<(
         Ok(_) => Ok(()),
         Err(_) => Err(format!("a connection did not act within {} s", CONTROL_PATIENCE.as_secs())),
     }
+}
+
+// === inbound messages ===
+
+/// The deliver_sm of an `mo` command (see USAGE), in the order they are to be sent.
+fn mo_parts(args: &str) -> Result<Vec<Sm>, String> {
+    let (keys, text) = match args.split_once("text=") {
+        Some((keys, text)) => (keys, text),
+        None => return Err("mo needs text=".into()),
+    };
+    let (mut to, mut from, mut coding, mut split) = (None, "4915112345678", "gsm7", "none");
+    let (mut part_octets, mut reference, mut reverse, mut skip) = (None, 1u16, false, Vec::new());
+    for pair in keys.split_whitespace() {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let number = |v: &str| v.parse::<u16>().map_err(|_| format!("{key} wants a number"));
+        match key {
+            "to" => to = Some(value),
+            "from" => from = value,
+            "coding" => coding = value,
+            "split" => split = value,
+            "part_octets" => part_octets = Some(usize::from(number(value)?)),
+            "ref" => reference = number(value)?,
+            "order" => reverse = value == "reverse",
+            "skip" => skip = value.split(',').map(number).collect::<Result<Vec<u16>, String>>()?,
+            _ => return Err(format!("unknown key {key}")),
+        }
+    }
+    let to = to.ok_or("mo needs to=")?;
+    let (data_coding, octets): (u8, Vec<u8>) = match coding {
+        "gsm7" => {
+            let e = smsgate::smpp::encoding::encode(text);
+            if e.data_coding != 0 {
+                return Err("the text has characters outside GSM 03.38".into());
+            }
+            (0, e.bytes)
+        }
+        "ucs2" => (0x08, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+        "latin1" => (
+            0x03,
+            text.chars().map(|c| u8::try_from(u32::from(c)).map_err(|_| "not Latin-1")).collect::<Result<_, _>>()?,
+        ),
+        _ => return Err(format!("unknown coding {coding}")),
+    };
+    let base = Sm {
+        source_addr_ton: 1,
+        source_addr_npi: 1,
+        source_addr: from.to_owned(),
+        destination_addr: to.to_owned(),
+        data_coding,
+        ..Sm::default()
+    };
+    let per_part = part_octets.unwrap_or(if data_coding == 0x08 { 134 } else { 153 }).max(1);
+    let chunks: Vec<&[u8]> = octets.chunks(per_part).collect();
+    let total = u8::try_from(chunks.len()).map_err(|_| "more than 255 parts")?;
+    let mut parts = match split {
+        "none" => vec![Sm { short_message: octets.clone(), ..base }],
+        "payload" => vec![Sm { tlvs: vec![Tlv::new(tag::MESSAGE_PAYLOAD, octets.clone())], ..base }],
+        "udh8" | "udh16" | "sar" => chunks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(&(*i as u16 + 1)))
+            .map(|(i, chunk)| {
+                let seq = i as u8 + 1;
+                let [hi, lo] = reference.to_be_bytes();
+                let (udh, tlvs): (Vec<u8>, Vec<Tlv>) = match split {
+                    "udh8" => (vec![0x05, 0x00, 0x03, lo, total, seq], Vec::new()),
+                    "udh16" => (vec![0x06, 0x08, 0x04, hi, lo, total, seq], Vec::new()),
+                    _ => (
+                        Vec::new(),
+                        vec![
+                            Tlv::new(tag::SAR_MSG_REF_NUM, [hi, lo]),
+                            Tlv::new(tag::SAR_TOTAL_SEGMENTS, [total]),
+                            Tlv::new(tag::SAR_SEGMENT_SEQNUM, [seq]),
+                        ],
+                    ),
+                };
+                let esm_class = if udh.is_empty() { 0 } else { 0x40 };
+                Sm { esm_class, short_message: [udh.as_slice(), chunk].concat(), tlvs, ..base.clone() }
+            })
+            .collect(),
+        _ => return Err(format!("unknown split {split}")),
+    };
+    if reverse {
+        parts.reverse();
+    }
+    Ok(parts)
 }
 
 // === receipt dates ===
@@ -975,6 +1104,7 @@ fn main() -> ExitCode {
             submit_sm_resp: [const { AtomicU64::new(0) }; 257],
             deliver_sm: AtomicU64::new(0),
             deliver_sm_resp: AtomicU64::new(0),
+            deliver_sm_resp_error: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             muted: AtomicU64::new(0),
             unbind: AtomicU64::new(0),
