@@ -11,7 +11,7 @@ use crate::ingress::http::Admin;
 use crate::ingress::http::{self, HttpSettings};
 use crate::notify::mo::{InboundStats, MoRouter};
 use crate::notify::outbox::WebhookTargets;
-use crate::notify::stream::ReceiptHub;
+use crate::notify::stream::{InboundHub, ReceiptHub};
 use crate::notify::webhook::{WebhookSender, WebhookStats};
 use crate::pipeline::auth::Auth;
 use crate::pipeline::limit::l1::Rate;
@@ -79,6 +79,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     let auth = Arc::new(Auth::new(&cfg.clients));
     let mesh: Mesh<Handoff> = Mesh::new(nr_shards, cfg.shards.mesh_capacity());
     let receipt_hub = ReceiptHub::new(nr_shards);
+    let inbound_hub = InboundHub::new(nr_shards);
     let (max_body_bytes, header_read_timeout) =
         (cfg.http.max_body_bytes, Duration::from_millis(cfg.http.header_read_timeout_ms));
     let listen = cfg.http.listen;
@@ -102,7 +103,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         let policy_node = policy_node.clone();
         let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
         let blacklist_reload = blacklist_reload.clone();
-        let (clients, mo_router) = (clients.clone(), mo_router.clone());
+        let (clients, mo_router, inbound_hub) = (clients.clone(), mo_router.clone(), inbound_hub.clone());
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
@@ -138,10 +139,23 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                     return;
                 }
             };
+            let inbound_stream = match inbound_hub.join(info.id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(shard = info.id, error = %e, "shard could not join the inbound hub");
+                    return;
+                }
+            };
             *shard.mesh.borrow_mut() = Some(mesh.clone());
             let ids = Rc::new(RefCell::new(IdGenerator::new(node, info.id)));
-            let inbound: Rc<dyn Inbound> =
-                Rc::new(InboundHandler::new(state.clone(), clock.clone(), live.clone(), receipts.clone(), ids.clone()));
+            let inbound: Rc<dyn Inbound> = Rc::new(InboundHandler::new(
+                state.clone(),
+                clock.clone(),
+                live.clone(),
+                receipts.clone(),
+                inbound_stream.clone(),
+                ids.clone(),
+            ));
             *shard.inbound.borrow_mut() = Some(inbound.clone());
             shard.start_sessions(&links, None);
             if info.id == 0 {
@@ -203,7 +217,12 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                     blacklist: blacklist_reload,
                 },
             });
-            let grpc = Rc::new(GrpcShard { pipeline: pipeline.clone(), receipts, shutdown: shutdown.clone() });
+            let grpc = Rc::new(GrpcShard {
+                pipeline: pipeline.clone(),
+                receipts,
+                inbound: inbound_stream,
+                shutdown: shutdown.clone(),
+            });
             http::serve(listener, pipeline, settings, grpc, shutdown).await;
             let sessions: Vec<Session> = local.borrow().values().cloned().collect();
             for s in sessions {

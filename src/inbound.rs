@@ -13,7 +13,7 @@
 use crate::clock::Clock;
 use crate::ids::{IdGenerator, InboundId, LinkId, SmscMessageId};
 use crate::notify::mo::MoPart;
-use crate::notify::stream::ShardReceipts;
+use crate::notify::stream::{InboundEvent, ReceiptEvent, ShardInbound, ShardReceipts};
 use crate::pipeline::route::Live;
 use crate::smpp::concat;
 use crate::smpp::pdu::{tag, CommandStatus, Sm};
@@ -40,6 +40,8 @@ pub struct InboundHandler {
     links: Rc<Live>,
     /// Applied receipts go to the client's live watchers (gRPC WatchReceipts); never waits.
     receipts: ShardReceipts,
+    /// Inbound messages go to their client's live watchers (gRPC WatchInbound); never waits.
+    inbound: ShardInbound,
     /// The shard's id generator, shared with its pipeline: inbound ids never equal message ids.
     ids: Rc<RefCell<IdGenerator>>,
 }
@@ -50,9 +52,10 @@ impl InboundHandler {
         clock: Rc<dyn Clock>,
         links: Rc<Live>,
         receipts: ShardReceipts,
+        inbound: ShardInbound,
         ids: Rc<RefCell<IdGenerator>>,
     ) -> Self {
-        InboundHandler { state, clock, links, receipts, ids }
+        InboundHandler { state, clock, links, receipts, inbound, ids }
     }
 
     /// An inbound message (part): kept durably, then acknowledged.
@@ -61,8 +64,15 @@ impl InboundHandler {
         let part = to_part(link, sm, InboundId(self.ids.borrow_mut().next(now).0), now);
         let state = self.state.clone();
         let link = link.clone();
+        let watchers = self.inbound.clone();
         Box::pin(async move {
             match state.inbound(part).await {
+                Ok(OpOutcome::InboundKept(message)) => {
+                    if let Some(client) = message.client.clone().filter(|_| watchers.anyone_watching()) {
+                        watchers.publish(InboundEvent { client, message: *message });
+                    }
+                    CommandStatus::ROK
+                }
                 Ok(_) => CommandStatus::ROK,
                 Err(e) => {
                     if let Some(suppressed) = crate::observe::events::log_due(link.as_str(), "mo_not_kept") {
@@ -107,7 +117,7 @@ impl Inbound for InboundHandler {
             match state.receipt(r).await {
                 Ok(OpOutcome::ReceiptApplied(id, client)) => {
                     if let Some(r) = copy {
-                        receipts.publish(client, id, r);
+                        receipts.publish(ReceiptEvent { client, id, receipt: r });
                     }
                     CommandStatus::ROK
                 }

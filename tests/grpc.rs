@@ -359,6 +359,38 @@ fn watch_receipts_streams_this_clients_receipts() {
     assert_eq!(again["code"], "OK", "{again}");
 }
 
+/// WatchInbound streams the MO routed to the watching client, decoded, and nothing else.
+#[test]
+fn watch_inbound_streams_this_clients_inbound_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = Sim::start(&[]);
+    let cfg = GatewayConfig {
+        client_extra: format!("mo_url = \"http://127.0.0.1:{}/mo\"\n", free_port()),
+        rules_extra: "[[mo_routes]]\nto = \"12345\"\nclient = \"acme\"\n".into(),
+        ..GatewayConfig::one_link(sim.port)
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let ready = dir.path().join("watching");
+    let op = json!({"op": "watch", "stream": "inbound", "key": API_KEY, "expect": 2, "timeout": 20, "linger_s": 0.5,
+        "ready_file": ready.to_str().unwrap()});
+    let child = spawn(gw.port, json!([op]));
+    wait_until(60, "the watch is open", || ready.exists());
+    sim.control("mo to=55555 text=unrouted");
+    sim.control("mo to=12345 text=first");
+    sim.control("mo to=12345 coding=ucs2 split=udh16 order=reverse part_octets=20 text=второе сообщение 😀");
+    let r = results(child, &|| gw.log()).remove(0);
+    assert_eq!(r["code"], "OK", "{r}");
+    let texts: Vec<&str> = r["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["first", "второе сообщение 😀"], "{r}");
+    let long = &r["messages"][1];
+    assert_eq!(
+        (long["to"].as_str(), long["total_parts"].as_u64(), long["data_coding"].as_u64()),
+        (Some("12345"), Some(2), Some(8)),
+        "{r}"
+    );
+    assert_eq!(r["missed"], 0);
+}
+
 #[test]
 fn malformed_frames_never_harm_the_shard() {
     let dir = tempfile::tempdir().unwrap();

@@ -89,8 +89,12 @@ def stream(stub, op):
 
 
 def watch(stub, op):
-    """WatchReceipts: subscribes, runs op["then"] (submits), collects op["expect"] receipts."""
-    call = stub.WatchReceipts(pb.WatchReceiptsRequest(), metadata=metadata(op), timeout=op.get("timeout", 30))
+    """WatchReceipts (or WatchInbound with op["stream"] == "inbound"): subscribes, runs
+    op["then"] (submits), collects op["expect"] events under "receipts" (or "messages")."""
+    inbound = op.get("stream") == "inbound"
+    field = "message" if inbound else "receipt"
+    method, request = (stub.WatchInbound, pb.WatchInboundRequest) if inbound else (stub.WatchReceipts, pb.WatchReceiptsRequest)
+    call = method(request(), metadata=metadata(op), timeout=op.get("timeout", 30))
     try:
         call.initial_metadata()  # the server subscribed before it sent the headers
     except grpc.RpcError as e:
@@ -105,8 +109,8 @@ def watch(stub, op):
         try:
             for r in call:
                 missed += r.missed
-                if r.HasField("receipt"):
-                    got.append(to_dict(r.receipt))
+                if r.HasField(field):
+                    got.append(to_dict(getattr(r, field)))
                 if len(got) >= op["expect"]:
                     break
         except grpc.RpcError as e:
@@ -122,7 +126,7 @@ def watch(stub, op):
     call.cancel()
     if failed:
         return error(failed[0])
-    return {"code": "OK", "receipts": got, "missed": missed, "then": then}
+    return {"code": "OK", field + "s": got, "missed": missed, "then": then}
 
 
 # === raw HTTP/2: frames no well-behaved client sends ===

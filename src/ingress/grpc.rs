@@ -17,7 +17,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/smsgate.v1.rs"));
 }
 
-use crate::notify::stream::ShardReceipts;
+use crate::notify::stream::{ShardInbound, ShardReceipts};
 use crate::pipeline::Pipeline;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
@@ -46,6 +46,7 @@ pub const IN_FLIGHT: usize = 256;
 pub struct GrpcShard {
     pub pipeline: Rc<Pipeline>,
     pub receipts: ShardReceipts,
+    pub inbound: ShardInbound,
     /// Long-lived streams end with UNAVAILABLE when it fires, so the connection can drain.
     pub shutdown: Shutdown,
 }

@@ -1,5 +1,6 @@
-//! The live receipt stream: receipts applied on one shard, delivered to the watchers of the
-//! message's client on any shard (gRPC `WatchReceipts`).
+//! Live event streams: events made on one shard (applied receipts, inbound messages),
+//! delivered to the watchers of their client on any shard (gRPC `WatchReceipts`,
+//! `WatchInbound`). One [`Hub`] per kind of event ([`ReceiptHub`], [`InboundHub`]).
 //!
 //! Guarantees, and what is not guaranteed:
 //! - **At most once.** A receipt reaches the watchers open when it is applied. Nothing is
@@ -21,6 +22,7 @@
 //! sends nothing). The receiving shard fans out to the watchers of that client.
 
 use crate::ids::{ClientId, MessageId};
+use crate::notify::mo::InboundMessage;
 use crate::state::record::Receipt;
 use shards::{Mesh, MeshSender};
 use std::cell::{Cell, RefCell};
@@ -38,6 +40,11 @@ pub const WATCHER_QUEUE: usize = 1024;
 /// Events in flight from one shard to another before the publisher drops and counts them.
 pub const MESH_CAPACITY: usize = 1024;
 
+/// An event a stream carries: it goes to the watchers of one client.
+pub trait Event: std::fmt::Debug + Send + Sync + 'static {
+    fn client(&self) -> &ClientId;
+}
+
 /// One applied receipt, addressed to its message's client.
 #[derive(Debug)]
 pub struct ReceiptEvent {
@@ -46,21 +53,52 @@ pub struct ReceiptEvent {
     pub receipt: Receipt,
 }
 
+impl Event for ReceiptEvent {
+    fn client(&self) -> &ClientId {
+        &self.client
+    }
+}
+
+/// One inbound message (MO), addressed to the client its route names.
+#[derive(Debug)]
+pub struct InboundEvent {
+    pub client: ClientId,
+    pub message: InboundMessage,
+}
+
+impl Event for InboundEvent {
+    fn client(&self) -> &ClientId {
+        &self.client
+    }
+}
+
+/// The receipt stream (gRPC `WatchReceipts`).
+pub type ReceiptHub = Hub<ReceiptEvent>;
+pub type ShardReceipts = ShardStream<ReceiptEvent>;
+/// The inbound message stream (gRPC `WatchInbound`).
+pub type InboundHub = Hub<InboundEvent>;
+pub type ShardInbound = ShardStream<InboundEvent>;
+
 /// What a watcher gets: an event, and how many it lost before it.
 #[derive(Debug)]
-pub struct Watched {
-    pub event: Arc<ReceiptEvent>,
+pub struct Watched<E> {
+    pub event: Arc<E>,
     /// Events this watcher lost since its previous one (slow reader or full mesh queue).
     pub missed: u64,
 }
 
-// === impl ReceiptHub ===
+// === impl Hub ===
 
-/// Built once before the shards start; each shard [`join`](ReceiptHub::join)s a clone.
-#[derive(Clone)]
-pub struct ReceiptHub {
-    mesh: Mesh<Arc<ReceiptEvent>>,
+/// Built once before the shards start; each shard [`join`](Hub::join)s a clone.
+pub struct Hub<E: Event> {
+    mesh: Mesh<Arc<E>>,
     shared: Arc<Counters>,
+}
+
+impl<E: Event> Clone for Hub<E> {
+    fn clone(&self) -> Self {
+        Hub { mesh: self.mesh.clone(), shared: self.shared.clone() }
+    }
 }
 
 /// The only state shared between shards: counters, no locks.
@@ -71,9 +109,9 @@ struct Counters {
     mesh_dropped: Vec<AtomicU64>,
 }
 
-impl ReceiptHub {
+impl<E: Event> Hub<E> {
     pub fn new(nr_shards: usize) -> Self {
-        ReceiptHub {
+        Hub {
             mesh: Mesh::new(nr_shards, MESH_CAPACITY),
             shared: Arc::new(Counters {
                 watchers: (0..nr_shards).map(|_| AtomicUsize::new(0)).collect(),
@@ -83,47 +121,52 @@ impl ReceiptHub {
     }
 
     /// Joins the hub from a shard: every shard must join before any returns.
-    pub async fn join(self, shard: usize) -> std::io::Result<ShardReceipts> {
+    pub async fn join(self, shard: usize) -> std::io::Result<ShardStream<E>> {
         let registry = Rc::new(Registry::default());
         let on_peer = {
             let registry = registry.clone();
             let shared = self.shared.clone();
-            move |_peer: usize, event: Arc<ReceiptEvent>| {
+            move |_peer: usize, event: Arc<E>| {
                 registry.fan_out(&shared, &event);
             }
         };
         let mesh = self.mesh.join(shard, on_peer).await?;
         // Set before this task yields, so before the mesh handlers can run.
         registry.me.set(mesh.me());
-        Ok(ShardReceipts { inner: Rc::new(ShardInner { mesh, shared: self.shared, registry }) })
+        Ok(ShardStream { inner: Rc::new(ShardInner { mesh, shared: self.shared, registry }) })
     }
 }
 
-// === impl ShardReceipts ===
+// === impl ShardStream ===
 
 /// One shard's side of the hub: publish from the inbound driver, subscribe from the gRPC
 /// ingress. Cheap to clone inside the shard; `!Send` on purpose.
-#[derive(Clone)]
-pub struct ShardReceipts {
-    inner: Rc<ShardInner>,
+pub struct ShardStream<E: Event> {
+    inner: Rc<ShardInner<E>>,
 }
 
-struct ShardInner {
-    mesh: MeshSender<Arc<ReceiptEvent>>,
+impl<E: Event> Clone for ShardStream<E> {
+    fn clone(&self) -> Self {
+        ShardStream { inner: self.inner.clone() }
+    }
+}
+
+struct ShardInner<E: Event> {
+    mesh: MeshSender<Arc<E>>,
     shared: Arc<Counters>,
-    registry: Rc<Registry>,
+    registry: Rc<Registry<E>>,
 }
 
-impl ShardReceipts {
-    /// True when some shard has a watcher: lets the inbound path skip copying the receipt.
+impl<E: Event> ShardStream<E> {
+    /// True when some shard has a watcher: lets the inbound path skip copying the event.
     pub fn anyone_watching(&self) -> bool {
         self.inner.shared.watchers.iter().any(|w| w.load(Ordering::Relaxed) > 0)
     }
 
-    /// Hands an applied receipt to every watcher of `client`, on every shard. Never waits.
-    pub fn publish(&self, client: ClientId, id: MessageId, receipt: Receipt) {
+    /// Hands an event to every watcher of its client, on every shard. Never waits.
+    pub fn publish(&self, event: E) {
         let inner = &self.inner;
-        let event = Arc::new(ReceiptEvent { client, id, receipt });
+        let event = Arc::new(event);
         let me = inner.mesh.me();
         for (shard, watchers) in inner.shared.watchers.iter().enumerate() {
             if watchers.load(Ordering::Relaxed) == 0 {
@@ -137,8 +180,8 @@ impl ShardReceipts {
         }
     }
 
-    /// Starts watching `client`'s receipts on this shard, until the subscription is dropped.
-    pub fn subscribe(&self, client: ClientId) -> Subscription {
+    /// Starts watching `client`'s events on this shard, until the subscription is dropped.
+    pub fn subscribe(&self, client: ClientId) -> Subscription<E> {
         let inner = &self.inner;
         let me = inner.mesh.me();
         let slot = Rc::new(Slot::default());
@@ -153,19 +196,24 @@ impl ShardReceipts {
 // === impl Registry ===
 
 /// This shard's watchers, by client.
-#[derive(Default)]
-struct Registry {
-    by_client: RefCell<HashMap<ClientId, Vec<Rc<Slot>>>>,
+struct Registry<E> {
+    by_client: RefCell<HashMap<ClientId, Vec<Rc<Slot<E>>>>>,
     /// The value of this shard's `mesh_dropped` counter already charged to its watchers.
     mesh_dropped_seen: Cell<u64>,
     /// This shard's index, known once the mesh is joined.
     me: Cell<usize>,
 }
 
-impl Registry {
-    fn fan_out(&self, shared: &Counters, event: &Arc<ReceiptEvent>) {
+impl<E> Default for Registry<E> {
+    fn default() -> Self {
+        Registry { by_client: RefCell::default(), mesh_dropped_seen: Cell::default(), me: Cell::default() }
+    }
+}
+
+impl<E: Event> Registry<E> {
+    fn fan_out(&self, shared: &Counters, event: &Arc<E>) {
         self.catch_up(shared, self.me.get());
-        if let Some(slots) = self.by_client.borrow().get(&event.client) {
+        if let Some(slots) = self.by_client.borrow().get(event.client()) {
             for slot in slots {
                 slot.push(event.clone());
             }
@@ -189,15 +237,20 @@ impl Registry {
 // === impl Slot ===
 
 /// One watcher's queue.
-#[derive(Default)]
-struct Slot {
-    queue: RefCell<VecDeque<Arc<ReceiptEvent>>>,
+struct Slot<E> {
+    queue: RefCell<VecDeque<Arc<E>>>,
     missed: Cell<u64>,
     waker: RefCell<Option<Waker>>,
 }
 
-impl Slot {
-    fn push(&self, event: Arc<ReceiptEvent>) {
+impl<E> Default for Slot<E> {
+    fn default() -> Self {
+        Slot { queue: RefCell::default(), missed: Cell::default(), waker: RefCell::default() }
+    }
+}
+
+impl<E> Slot<E> {
+    fn push(&self, event: Arc<E>) {
         {
             let mut queue = self.queue.borrow_mut();
             if queue.len() >= WATCHER_QUEUE {
@@ -224,27 +277,27 @@ impl Slot {
 
 // === impl Subscription ===
 
-/// A watch on one client's receipts on this shard. Dropping it stops the watch.
-pub struct Subscription {
-    hub: ShardReceipts,
+/// A watch on one client's events on this shard. Dropping it stops the watch.
+pub struct Subscription<E: Event> {
+    hub: ShardStream<E>,
     client: ClientId,
-    slot: Rc<Slot>,
+    slot: Rc<Slot<E>>,
 }
 
 /// What [`Subscription::poll_next`] yields.
 #[derive(Debug)]
-pub enum Notice {
-    Receipt(Watched),
+pub enum Notice<E> {
+    Event(Watched<E>),
     /// Events were lost and none is queued to carry the count.
     Missed(u64),
 }
 
-impl Subscription {
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Notice> {
+impl<E: Event> Subscription<E> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Notice<E>> {
         let slot = &self.slot;
         if let Some(event) = slot.queue.borrow_mut().pop_front() {
             let missed = slot.missed.replace(0);
-            return Poll::Ready(Notice::Receipt(Watched { event, missed }));
+            return Poll::Ready(Notice::Event(Watched { event, missed }));
         }
         let missed = slot.missed.replace(0);
         if missed > 0 {
@@ -254,12 +307,12 @@ impl Subscription {
         Poll::Pending
     }
 
-    pub async fn next(&mut self) -> Notice {
+    pub async fn next(&mut self) -> Notice<E> {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 
-impl Drop for Subscription {
+impl<E: Event> Drop for Subscription<E> {
     fn drop(&mut self) {
         let inner = &self.hub.inner;
         let mut by_client = inner.registry.by_client.borrow_mut();
@@ -280,15 +333,16 @@ mod tests {
     use crate::state::record::Status;
     use std::time::Duration;
 
-    fn receipt(n: u64) -> Receipt {
-        Receipt {
+    fn receipt(client: &ClientId, n: u64) -> ReceiptEvent {
+        let receipt = Receipt {
             link: LinkId::new("100"),
             smsc_message_id: SmscMessageId::new(&format!("s{n}")),
             status: Status::Delivered,
             error_code: None,
             smsc_done_date: None,
             received_at_ms: n,
-        }
+        };
+        ReceiptEvent { client: client.clone(), id: MessageId(n), receipt }
     }
 
     /// Runs `f` on one glommio executor per shard, all joined to one hub.
@@ -327,7 +381,7 @@ mod tests {
                     ready_tx.send(()).expect("ready");
                     for n in [1, 3] {
                         match sub.next().await {
-                            Notice::Receipt(w) => {
+                            Notice::Event(w) => {
                                 assert_eq!(w.event.id, MessageId(n));
                                 assert_eq!(w.missed, 0);
                             }
@@ -340,9 +394,9 @@ mod tests {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
                     }
                     assert!(receipts.anyone_watching());
-                    receipts.publish(acme.clone(), MessageId(1), receipt(1));
-                    receipts.publish(ClientId::new("other"), MessageId(2), receipt(2));
-                    receipts.publish(acme, MessageId(3), receipt(3));
+                    receipts.publish(receipt(&acme, 1));
+                    receipts.publish(receipt(&ClientId::new("other"), 2));
+                    receipts.publish(receipt(&acme, 3));
                 }
             }
         });
@@ -356,13 +410,13 @@ mod tests {
             let mut sub = receipts.subscribe(acme.clone());
             let total = WATCHER_QUEUE as u64 + 5;
             for n in 0..total {
-                receipts.publish(acme.clone(), MessageId(n), receipt(n));
+                receipts.publish(receipt(&acme, n));
             }
             let mut got = 0;
             let mut missed = 0;
             while got < WATCHER_QUEUE {
                 match sub.next().await {
-                    Notice::Receipt(w) => {
+                    Notice::Event(w) => {
                         assert_eq!(w.event.id, MessageId(got as u64), "oldest first");
                         missed += w.missed;
                         got += 1;
@@ -374,7 +428,7 @@ mod tests {
             drop(sub);
             assert!(!receipts.anyone_watching());
             // Nobody watching: publishing is a no-op.
-            receipts.publish(acme, MessageId(9), receipt(9));
+            receipts.publish(receipt(&acme, 9));
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Protobuf messages to and from the pipeline's types.
 
 use super::pb;
+use crate::notify::mo::InboundMessage;
 use crate::notify::stream::ReceiptEvent;
 use crate::pipeline::parse::{ParseError, SubmitFields, TlvField};
 use crate::pipeline::Submitted;
@@ -126,6 +127,23 @@ pub fn receipt(e: &ReceiptEvent) -> pb::Receipt {
         error_code: r.error_code.clone(),
         smsc_done_date: r.smsc_done_date.clone(),
         received_at_ms: r.received_at_ms,
+    }
+}
+
+pub fn inbound(m: &InboundMessage) -> pb::InboundMessage {
+    pb::InboundMessage {
+        id: m.id.to_string(),
+        from: m.from.clone(),
+        to: m.to.clone(),
+        text: m.text.clone(),
+        octets_hex: m.octets_hex.clone(),
+        data_coding: u32::from(m.data_coding),
+        link: m.link.to_string(),
+        total_parts: u32::from(m.total_parts),
+        parts_received: m.parts_received.iter().map(|&p| u32::from(p)).collect(),
+        incomplete: m.incomplete,
+        received_at_ms: m.received_at_ms,
+        completed_at_ms: m.completed_at_ms,
     }
 }
 

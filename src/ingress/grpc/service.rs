@@ -1,4 +1,4 @@
-//! The five calls of `smsgate.v1.Gateway`, each a function from a request to a response.
+//! The six calls of `smsgate.v1.Gateway`, each a function from a request to a response.
 //!
 //! Every submit runs in its own detached task: once a message is handed to the SMSC its
 //! record is kept even if the client cancels the call or resets the stream.
@@ -9,6 +9,7 @@ use super::wire::{self, send_on, trailers_only, MessageReader, Responder, Status
 use super::{GrpcShard, IN_FLIGHT, MAX_BATCH, MAX_MESSAGE_BYTES};
 use crate::ids::ClientId;
 use crate::ingress::reply::GrpcCode;
+use crate::notify::stream::{Event, Notice, Subscription};
 use crate::pipeline::{parse, Rejection};
 use futures_lite::future::FutureExt;
 use glommio::sync::Semaphore;
@@ -31,6 +32,7 @@ enum Call {
     SubmitStream,
     GetMessage,
     WatchReceipts,
+    WatchInbound,
 }
 
 /// Checks the call's framing headers and credentials, then runs it.
@@ -41,6 +43,7 @@ pub async fn call(req: Request<Incoming>, shard: &Rc<GrpcShard>) -> Response<Grp
         Some("SubmitStream") => Call::SubmitStream,
         Some("GetMessage") => Call::GetMessage,
         Some("WatchReceipts") => Call::WatchReceipts,
+        Some("WatchInbound") => Call::WatchInbound,
         _ => return trailers_only(Status::new(GrpcCode::Unimplemented, format!("no method {}", req.uri().path()))),
     };
     if let Err(s) = check_framing(&req) {
@@ -69,7 +72,24 @@ pub async fn call(req: Request<Incoming>, shard: &Rc<GrpcShard>) -> Response<Grp
             // Subscribed before the headers go out: a client that has the headers is watching.
             let sub = shard.receipts.subscribe(client);
             let (resp, out) = wire::streaming(&shard.shutdown);
-            glommio::spawn_local(watch_receipts(sub, out)).detach();
+            glommio::spawn_local(watch(sub, out, |missed, e| pb::WatchReceiptsResponse {
+                missed,
+                receipt: e.map(convert::receipt),
+            }))
+            .detach();
+            resp
+        }
+        Call::WatchInbound => {
+            if let Err(s) = reader.unary::<pb::WatchInboundRequest>().await {
+                return trailers_only(s);
+            }
+            let sub = shard.inbound.subscribe(client);
+            let (resp, out) = wire::streaming(&shard.shutdown);
+            glommio::spawn_local(watch(sub, out, |missed, e| pb::WatchInboundResponse {
+                missed,
+                message: e.map(|e| convert::inbound(&e.message)),
+            }))
+            .detach();
             resp
         }
     }
@@ -270,17 +290,20 @@ async fn get_message(
     }
 }
 
-// === WatchReceipts ===
+// === WatchReceipts, WatchInbound ===
 
-async fn watch_receipts(mut sub: crate::notify::stream::Subscription, mut out: Responder) {
-    use crate::notify::stream::Notice;
+/// Streams a subscription's events until the call ends: `response(missed, event)` makes each
+/// answer (`event` is `None` when the answer only reports losses).
+async fn watch<E, R>(mut sub: Subscription<E>, mut out: Responder, response: impl Fn(u64, Option<&E>) -> R)
+where
+    E: Event,
+    R: prost::Message,
+{
     loop {
         let next = async { Step::Go(sub.next().await) }.or(async { Step::Stop(out.stopped().await) }).await;
         let answer = match next {
-            Step::Go(Notice::Receipt(w)) => {
-                pb::WatchReceiptsResponse { missed: w.missed, receipt: Some(convert::receipt(&w.event)) }
-            }
-            Step::Go(Notice::Missed(n)) => pb::WatchReceiptsResponse { missed: n, receipt: None },
+            Step::Go(Notice::Event(w)) => response(w.missed, Some(&w.event)),
+            Step::Go(Notice::Missed(n)) => response(n, None),
             Step::Stop(s) => break ended(s, out),
         };
         if let Err(s) = out.send(&answer).await {
