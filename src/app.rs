@@ -4,6 +4,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::config::{self, SmppConfig};
 use crate::config::{ClientConfig, LinkConfig, PoolConfig, Rules};
+use crate::config::{StateBackend, StateConfig};
 use crate::ids::{IdGenerator, LinkId};
 use crate::inbound::InboundHandler;
 use crate::ingress::grpc::GrpcShard;
@@ -25,6 +26,7 @@ use crate::reload::{Plan, Summary};
 use crate::smpp::link::LinkState;
 use crate::smpp::link::LinkTable;
 use crate::smpp::session::{Inbound, Session};
+use crate::state::aerospike::AerospikeStore;
 use crate::state::embedded::EmbeddedStore;
 use crate::state::store::StateStore;
 use crate::state::writer::{Writer, WriterConfig};
@@ -50,19 +52,13 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     let cfg = &loaded.config;
     crate::observe::metrics::set_enabled(cfg.metrics.enabled);
     shards::listener::wait_free(cfg.http.listen, Duration::from_secs(5)).map_err(|e| format!("http.listen: {e}"))?;
-    let _lock = lock_state_dir(&cfg.state.path)?;
     let webhook_stats = Arc::new(WebhookStats::default());
     let inbound_stats = Arc::new(InboundStats::default());
     crate::observe::metrics::set_inbound(Arc::clone(&inbound_stats));
     let mo_router = Arc::new(MoRouter::new(&cfg.clients, &loaded.rules.mo_routes, inbound_stats));
-    let store = EmbeddedStore::open(&cfg.state.path)
-        .map_err(|e| format!("state.path {}: {e}", cfg.state.path.display()))?
-        .with_webhooks(WebhookTargets::new(
-            &cfg.clients,
-            cfg.webhooks.max_pending_per_client,
-            Arc::clone(&webhook_stats.overflowed),
-        ))
-        .with_mo_router(Arc::clone(&mo_router));
+    let targets =
+        WebhookTargets::new(&cfg.clients, cfg.webhooks.max_pending_per_client, Arc::clone(&webhook_stats.overflowed));
+    let (store, _lock) = open_store(&cfg.state, targets, Arc::clone(&mo_router))?;
     let outbox = store.outbox_reader();
     let (writer, state) =
         Writer::spawn(store, WriterConfig { max_batch: cfg.state.max_batch, queue_capacity: cfg.state.queue_capacity })
@@ -408,6 +404,28 @@ impl ShardRules {
         let s = &plan.summary;
         tracing::info!(added = ?s.added, removed = ?s.removed, rebound = ?s.rebound, retuned = ?s.retuned, "rules reloaded");
         Ok(plan.summary.clone())
+    }
+}
+
+/// The configured state backend, and the lock of its directory (embedded store only).
+fn open_store(
+    cfg: &StateConfig,
+    targets: WebhookTargets,
+    mo_router: Arc<MoRouter>,
+) -> Result<(Box<dyn StateStore>, Option<File>), String> {
+    match cfg.backend {
+        StateBackend::Embedded => {
+            let lock = lock_state_dir(&cfg.path)?;
+            let store =
+                EmbeddedStore::open(&cfg.path).map_err(|e| format!("state.path {}: {e}", cfg.path.display()))?;
+            Ok((Box::new(store.with_webhooks(targets).with_mo_router(mo_router)), Some(lock)))
+        }
+        StateBackend::Aerospike => {
+            let store = AerospikeStore::open(&cfg.aerospike).map_err(|e| format!("state.aerospike: {e}"))?;
+            crate::observe::metrics::set_aerospike(store.stats());
+            tracing::info!(hosts = ?cfg.aerospike.hosts, namespace = %cfg.aerospike.namespace, set = %cfg.aerospike.set, "state store: aerospike");
+            Ok((Box::new(store.with_webhooks(targets).with_mo_router(mo_router)), None))
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use crate::pipeline::limit::config::{ClientLimits, RedisConfig};
 use crate::pipeline::policy::config::{ClientPolicy, PolicyConfig};
 use crate::smpp::concat::LongMessages;
 use crate::smpp::receipt::IdFormat;
+use crate::state::aerospike::AerospikeConfig;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -156,18 +157,38 @@ impl Default for SmppConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    /// `embedded` (default: redb in `path`) or `aerospike` (`[state.aerospike]`).
+    pub backend: StateBackend,
     /// Directory of the embedded state store. Default `data/state`.
     pub path: PathBuf,
-    /// Most writes committed with one sync. Default 4096.
+    /// Most writes committed with one sync (one Aerospike batch). Default 4096.
     pub max_batch: usize,
     /// Writes waiting for the writer thread before new ones are refused (503). Default 65536.
     pub queue_capacity: usize,
+    /// The Aerospike cluster, for `backend = "aerospike"`.
+    pub aerospike: AerospikeConfig,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { path: PathBuf::from("data/state"), max_batch: 4096, queue_capacity: 65_536 }
+        StateConfig {
+            backend: StateBackend::Embedded,
+            path: PathBuf::from("data/state"),
+            max_batch: 4096,
+            queue_capacity: 65_536,
+            aerospike: AerospikeConfig::default(),
+        }
     }
+}
+
+/// Where lifecycle state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// redb in `state.path`: one node, nothing else to run.
+    Embedded,
+    /// An Aerospike cluster (`[state.aerospike]`), shared by every node.
+    Aerospike,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -570,6 +591,11 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     if c.state.max_batch == 0 || c.state.queue_capacity == 0 {
         return Err(invalid(f, "state", "max_batch and queue_capacity must be greater than 0"));
     }
+    if c.state.backend == StateBackend::Aerospike {
+        if let Some((key, reason)) = c.state.aerospike.invalid() {
+            return Err(invalid(f, format!("state.aerospike.{key}"), reason));
+        }
+    }
     if let Some((key, reason)) = c.redis.invalid() {
         return Err(invalid(f, format!("redis.{key}"), reason));
     }
@@ -809,6 +835,23 @@ mod tests {
         assert_eq!(e.key, "clients[0].api_key");
         let e = parse_config("").unwrap_err();
         assert_eq!(e.key, "clients");
+    }
+
+    #[test]
+    fn aerospike_settings_are_validated_when_chosen() {
+        let c = parse_config(&format!(
+            "[state]\nbackend = \"aerospike\"\n[state.aerospike]\nhosts = [\"10.0.0.1:3000\"]\nttl_s = 60\n{CLIENT}"
+        ))
+        .unwrap();
+        assert_eq!(c.state.backend, StateBackend::Aerospike);
+        assert_eq!((c.state.aerospike.ttl_s, c.state.aerospike.set.as_str()), (60, "smsgate"));
+        let key = |extra: &str| parse_config(&format!("[state]\n{extra}{CLIENT}")).unwrap_err().key;
+        assert_eq!(key("backend = \"aerospike\"\n[state.aerospike]\nhosts = [\"nohost\"]\n"), "state.aerospike.hosts");
+        assert_eq!(key("backend = \"aerospike\"\n[state.aerospike]\ntimeout_ms = 0\n"), "state.aerospike.timeout_ms");
+        assert_eq!(key("backend = \"aerospike\"\n[state.aerospike]\nhostz = []\n"), "state.aerospike.hostz");
+        assert_eq!(key("backend = \"redis\"\n"), "state.backend");
+        // Not checked while the embedded store is in use.
+        assert!(parse_config(&format!("[state.aerospike]\nhosts = []\n{CLIENT}")).is_ok());
     }
 
     #[test]

@@ -170,6 +170,9 @@ impl Pipeline {
     }
 
     async fn stages(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
+        // Before anything is spent or sent: a message the store could not keep would reach the
+        // SMSC without an id for the client, who would send it again.
+        self.state.check_up().map_err(Rejection::State)?;
         let router = self.live.router();
         let resolved = router.resolve(&req.target, &req.to, &req.from.addr, &client)?;
         let target = match &resolved.dest {

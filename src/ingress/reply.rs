@@ -229,6 +229,14 @@ impl From<Rejection> for ErrorReply {
                 retry_after_s: Some(1),
                 ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "state_busy", "the state store is saturated")
             },
+            Rejection::State(StoreError::Down) => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "state_down",
+                    "the state store is unreachable; the message was not sent",
+                )
+            },
             Rejection::State(e) => ErrorReply {
                 retry_after_s: Some(1),
                 ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "state_unavailable", e.to_string())

@@ -406,7 +406,7 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
 
     if let Some(state) = metrics::state() {
         let s = state.stats();
-        let state_series: [(&str, &str, &str, u64); 4] = [
+        let state_series: [(&str, &str, &str, u64); 6] = [
             (
                 "smsgate_state_queue_depth",
                 "gauge",
@@ -431,10 +431,35 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
                 "Batches whose apply failed.",
                 s.failed_batches.load(Ordering::Relaxed),
             ),
+            (
+                "smsgate_state_up",
+                "gauge",
+                "0 while the state store is unreachable (new messages get 503 state_down), else 1.",
+                u64::from(!s.down.load(Ordering::Relaxed)),
+            ),
+            (
+                "smsgate_state_outages_total",
+                "counter",
+                "Times the state store became unreachable.",
+                s.outages.load(Ordering::Relaxed),
+            ),
         ];
         for (name, kind, help, v) in state_series {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {v}");
+        }
+    }
+
+    if let Some(a) = metrics::aerospike() {
+        let aerospike_series: [(&str, &str, &AtomicU64); 4] = [
+            ("smsgate_aerospike_calls_total", "Batch calls and commands sent to Aerospike.", &a.calls),
+            ("smsgate_aerospike_records_total", "Records those calls read or wrote.", &a.records),
+            ("smsgate_aerospike_timeouts_total", "Calls or state batches past their deadline.", &a.timeouts),
+            ("smsgate_aerospike_errors_total", "Calls that failed otherwise (node down, a row refused).", &a.errors),
+        ];
+        for (name, help, v) in aerospike_series {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
     }
 

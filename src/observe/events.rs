@@ -82,6 +82,7 @@ pub fn classify(r: &Rejection) -> (Outcome, Option<RejectLabel>) {
         }
         Rejection::SmscTimeout { .. } => (Outcome::Unknown, None),
         Rejection::State(StoreError::Busy) => named("state", "busy"),
+        Rejection::State(StoreError::Down) => named("state", "down"),
         Rejection::State(_) => named("state", "unavailable"),
         // Not answers of a submit (GET /api/v1/messages/{id}); stages added later land here
         // until they name their layer above.

@@ -24,6 +24,7 @@ use crate::pipeline::policy::blacklist::BlacklistStats;
 use crate::pipeline::route::Live;
 use crate::pipeline::submit::LocalSessions;
 use crate::smpp::link::LinkTable;
+use crate::state::aerospike::AerospikeStats;
 use crate::state::writer::StateHandle;
 use hdrhistogram::Histogram;
 use shards::Shutdown;
@@ -474,6 +475,18 @@ pub fn set_inbound(stats: Arc<InboundStats>) {
 
 pub fn inbound() -> Option<&'static InboundStats> {
     INBOUND.get().map(|s| &**s)
+}
+
+/// The Aerospike backend's counters, when it is the state store.
+static AEROSPIKE: OnceLock<Arc<AerospikeStats>> = OnceLock::new();
+
+/// Set once at start-up by `app.rs`.
+pub fn set_aerospike(stats: Arc<AerospikeStats>) {
+    let _set_once_per_process = AEROSPIKE.set(stats);
+}
+
+pub fn aerospike() -> Option<&'static AerospikeStats> {
+    AEROSPIKE.get().map(|s| &**s)
 }
 
 // === merged ===

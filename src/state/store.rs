@@ -78,6 +78,10 @@ pub enum StoreError {
     Busy,
     #[error("state store is shut down")]
     Closed,
+    /// The backend's last batch failed and it has not answered a probe since: refused before
+    /// anything is sent, so the caller may retry safely.
+    #[error("state store is unreachable")]
+    Down,
 }
 
 /// A state backend. Runs on its own thread; blocking is fine here and nowhere else.
@@ -96,6 +100,39 @@ pub trait StateStore: Send + 'static {
     /// snapshot; it never blocks a batch) and never writes: the sender settles entries with
     /// `Webhook*` ops through the writer, the one writer of the store.
     fn outbox_reader(&self) -> Box<dyn OutboxRead>;
+
+    /// How often the writer probes a backend whose last batch failed, if it can fail for a
+    /// while and come back by itself (a remote cluster). `None` (the embedded store): the writer
+    /// never refuses up front and only the next batch tells.
+    fn probe_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// A cheap round trip that succeeds when the backend can take writes again.
+    fn check(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl StateStore for Box<dyn StateStore> {
+    fn apply(&mut self, batch: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+        (**self).apply(batch)
+    }
+    fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        (**self).get(id)
+    }
+    fn get_inbound(&self, id: InboundId) -> Result<Option<InboundMessage>, StoreError> {
+        (**self).get_inbound(id)
+    }
+    fn outbox_reader(&self) -> Box<dyn OutboxRead> {
+        (**self).outbox_reader()
+    }
+    fn probe_interval(&self) -> Option<std::time::Duration> {
+        (**self).probe_interval()
+    }
+    fn check(&mut self) -> Result<(), StoreError> {
+        (**self).check()
+    }
 }
 
 /// The sender thread's read of the outbox.

@@ -15,7 +15,7 @@ use super::record::{MessageRecord, Receipt};
 use super::store::{Op, OpOutcome, StateStore, StoreError};
 use crate::ids::{InboundId, MessageId};
 use crate::notify::mo::{InboundMessage, MoPart};
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +59,12 @@ pub struct WriterStats {
     /// Answers nobody waited for any more (the caller dropped its future). The op itself was
     /// still applied.
     pub abandoned: AtomicU64,
+    /// The backend is unreachable: a batch failed with an I/O error and no probe has
+    /// succeeded since (only for backends with a probe, `StateStore::probe_interval`). While
+    /// set, shards refuse new messages before sending them (`StateHandle::check_up`).
+    pub down: AtomicBool,
+    /// Times the backend went down.
+    pub outages: AtomicU64,
 }
 
 /// Where the writer answers a write and a read.
@@ -163,6 +169,16 @@ impl StateHandle {
         self.write(op)
     }
 
+    /// `Err(StoreError::Down)` while the backend is known unreachable: checked before a message
+    /// is sent, so that an outage refuses new messages instead of sending them and then failing
+    /// to keep their record.
+    pub fn check_up(&self) -> Result<(), StoreError> {
+        if self.shared.stats.down.load(Ordering::Relaxed) {
+            return Err(StoreError::Down);
+        }
+        Ok(())
+    }
+
     /// Requests waiting for the writer now.
     pub fn queue_depth(&self) -> usize {
         self.tx.len()
@@ -265,12 +281,24 @@ fn run<S: StateStore>(
     let mut batch = Batch::with_capacity(max_batch);
     let mut stopping = false;
     let mut result = Ok(());
+    let probe_interval = store.probe_interval();
     loop {
         if !stopping {
-            match rx.recv() {
-                Ok(req) => stopping |= batch.push(req),
+            let next = match probe_interval.filter(|_| stats.down.load(Ordering::Relaxed)) {
+                Some(interval) => match rx.recv_timeout(interval) {
+                    Ok(req) => Some(req),
+                    Err(RecvTimeoutError::Timeout) => {
+                        probe(&mut store, stats);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+                None => rx.recv().ok(),
+            };
+            match next {
+                Some(req) => stopping |= batch.push(req),
                 // Unreachable while `Writer` holds a sender; stop all the same.
-                Err(_) => return result,
+                None => return result,
             }
         }
         while batch.len() < max_batch {
@@ -283,11 +311,35 @@ fn run<S: StateStore>(
             // Only reachable while stopping: the queue is empty, everything is answered.
             return result;
         }
-        if let Err(e) = batch.run(&mut store, stats) {
-            if stopping && result.is_ok() {
-                result = Err(e);
+        match batch.run(&mut store, stats) {
+            Ok(()) => mark_up(stats),
+            Err(e) => {
+                if probe_interval.is_some()
+                    && matches!(e, StoreError::Io(_))
+                    && !stats.down.swap(true, Ordering::Relaxed)
+                {
+                    stats.outages.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "state store unreachable; refusing new messages until it answers");
+                }
+                if stopping && result.is_ok() {
+                    result = Err(e);
+                }
             }
         }
+    }
+}
+
+/// One round trip to a backend that is down; marks it up if it answered.
+fn probe<S: StateStore>(store: &mut S, stats: &WriterStats) {
+    match store.check() {
+        Ok(()) => mark_up(stats),
+        Err(e) => tracing::debug!(error = %e, "state store probe failed"),
+    }
+}
+
+fn mark_up(stats: &WriterStats) {
+    if stats.down.swap(false, Ordering::Relaxed) {
+        tracing::info!("state store reachable again");
     }
 }
 
@@ -377,6 +429,7 @@ fn same_error(e: &StoreError) -> StoreError {
         StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
         StoreError::Busy => StoreError::Busy,
         StoreError::Closed => StoreError::Closed,
+        StoreError::Down => StoreError::Down,
     }
 }
 
@@ -453,36 +506,6 @@ mod tests {
     }
 
     #[test]
-    fn several_threads_put_receipt_and_get() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let (writer, handle) = Writer::spawn(store, WriterConfig::default()).unwrap();
-        let threads: Vec<_> = (0..4u64)
-            .map(|t| {
-                let handle = handle.clone();
-                std::thread::spawn(move || {
-                    for i in 0..50u64 {
-                        let id = t * 1_000 + i;
-                        let smsc = format!("s{id}");
-                        block_on(handle.put(record(id, None))).unwrap();
-                        block_on(handle.put(record(id, Some(&smsc)))).unwrap();
-                        let out = block_on(handle.receipt(receipt(&smsc, Status::Delivered))).unwrap();
-                        assert_eq!(out, OpOutcome::ReceiptApplied(MessageId(id), ClientId::new("acme")));
-                        let rec = block_on(handle.get(MessageId(id))).unwrap().unwrap();
-                        assert_eq!(rec.status, Status::Delivered);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(writer.stats().ops.load(Ordering::Relaxed), 4 * 50 * 3);
-        assert_eq!(writer.stats().reads.load(Ordering::Relaxed), 4 * 50);
-        writer.shutdown().unwrap();
-    }
-
-    #[test]
     fn concurrent_puts_share_batches() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = WriterConfig { max_batch: 256, queue_capacity: 2_000 };
@@ -547,6 +570,77 @@ mod tests {
         assert!(matches!(block_on(handle.put(record(7, None))), Err(StoreError::Closed)));
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.get(MessageId(99)).unwrap(), Some(record(99, None)));
+    }
+
+    /// A backend that fails while `broken` is set, and can be probed. A stand-in for a remote
+    /// cluster going away (tests/aerospike_outage.rs does it with a real server).
+    struct Flaky {
+        inner: EmbeddedStore,
+        broken: Arc<AtomicBool>,
+    }
+
+    impl StateStore for Flaky {
+        fn apply(&mut self, batch: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(StoreError::Io("cluster gone".to_owned()));
+            }
+            self.inner.apply(batch)
+        }
+        fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
+            self.inner.get(id)
+        }
+        fn get_inbound(&self, id: InboundId) -> Result<Option<InboundMessage>, StoreError> {
+            self.inner.get_inbound(id)
+        }
+        fn outbox_reader(&self) -> Box<dyn crate::state::store::OutboxRead> {
+            self.inner.outbox_reader()
+        }
+        fn probe_interval(&self) -> Option<Duration> {
+            Some(Duration::from_millis(5))
+        }
+        fn check(&mut self) -> Result<(), StoreError> {
+            match self.broken.load(Ordering::Relaxed) {
+                true => Err(StoreError::Io("cluster gone".to_owned())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_marks_the_store_down_until_a_probe_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = Arc::new(AtomicBool::new(true));
+        let store = Flaky { inner: EmbeddedStore::open(dir.path()).unwrap(), broken: Arc::clone(&broken) };
+        let (writer, handle) = Writer::spawn(store, WriterConfig::default()).unwrap();
+        assert!(handle.check_up().is_ok(), "up until a batch fails");
+        assert!(matches!(block_on(handle.put(record(1, None))), Err(StoreError::Io(_))));
+        wait_for("down", || matches!(handle.check_up(), Err(StoreError::Down)));
+        assert_eq!(writer.stats().outages.load(Ordering::Relaxed), 1);
+        broken.store(false, Ordering::Relaxed);
+        // No request needed: the writer's probe finds it back.
+        wait_for("up again", || handle.check_up().is_ok());
+        block_on(handle.put(record(2, None))).unwrap();
+        assert_eq!(block_on(handle.get(MessageId(2))).unwrap(), Some(record(2, None)));
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_store_without_a_probe_is_never_marked_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, handle, gate) = gated(dir.path(), WriterConfig::default(), true);
+        let put = handle.put(record(1, None));
+        gate.open();
+        assert!(block_on(put).is_err());
+        assert!(handle.check_up().is_ok());
+        drop(writer);
     }
 
     /// The oneshot is completed on the writer thread; the glommio executor awaiting it must be

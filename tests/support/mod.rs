@@ -117,6 +117,8 @@ pub struct GatewayConfig {
     /// Extra lines for the `acme` client's `[[clients]]` table (e.g. `senders = ["ACME"]`);
     /// sub-tables such as `[clients.policy]` go last in it.
     pub client_extra: String,
+    /// The `[state]` table, whole. Empty: [`state_section`].
+    pub state: String,
 }
 
 impl GatewayConfig {
@@ -129,8 +131,28 @@ impl GatewayConfig {
             rules_extra: String::new(),
             link_rates: Vec::new(),
             client_extra: String::new(),
+            state: String::new(),
         }
     }
+}
+
+/// The gateway's `[state]` table: the embedded store in `dir/state`, or, when
+/// `SMSGATE_TEST_AEROSPIKE=host:port` is set, that Aerospike server (namespace from
+/// `SMSGATE_TEST_AEROSPIKE_NAMESPACE`, default `smsgate`) with a set of this gateway's own,
+/// named after `dir` so that a restarted gateway finds its records.
+pub fn state_section(dir: &Path) -> String {
+    match std::env::var("SMSGATE_TEST_AEROSPIKE") {
+        Ok(host) => aerospike_state(&host, dir),
+        Err(_) => format!("[state]\npath = \"{}\"", dir.join("state").display()),
+    }
+}
+
+/// `[state]` for the Aerospike server at `host`, with a set named after `dir`.
+pub fn aerospike_state(host: &str, dir: &Path) -> String {
+    let namespace = std::env::var("SMSGATE_TEST_AEROSPIKE_NAMESPACE").unwrap_or_else(|_| "smsgate".to_owned());
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("gw");
+    let set: String = format!("gw{name}").chars().filter(char::is_ascii_alphanumeric).take(40).collect();
+    format!("[state]\nbackend = \"aerospike\"\n[state.aerospike]\nhosts = [\"{host}\"]\nnamespace = \"{namespace}\"\nset = \"{set}\"")
 }
 
 /// A running smsgate with its own config, rules and state directory.
@@ -157,14 +179,14 @@ impl Gateway {
         let config = format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = 4096\n\n\
              [smpp]\nrules_file = \"{rules}\"\nresponse_timeout_ms = {rt}\nreconnect_delay_ms = 100\nenquire_link_interval_ms = 1000\n\n\
-             [state]\npath = \"{state}\"\n\n\
+             {state}\n\n\
              [log]\nlevel = \"info\"\n\n\
              {extra}\n\
              [[clients]]\nname = \"acme\"\napi_key = \"{API_KEY}\"\n{client_extra}\n\n\
              [[clients]]\nname = \"other\"\napi_key = \"{OTHER_KEY}\"\n",
             rules = dir.join("rules.toml").display(),
             rt = cfg.response_timeout_ms,
-            state = dir.join("state").display(),
+            state = if cfg.state.is_empty() { state_section(dir) } else { cfg.state.clone() },
             extra = cfg.extra_config,
             client_extra = cfg.client_extra,
         );
