@@ -185,7 +185,7 @@ fn caps_and_duplicates_shared_by_two_nodes_on_redis() {
     let week = (day + 3) / 7;
     if (day - 1 + 3) / 7 == week {
         let (yesterday, week) = ((day - 1).to_string(), week.to_string());
-        let key = "{smsgate:cp1:4915200000003}";
+        let key = "{smsgate:4915200000003}:cp1";
         let set = ["HSET", key, "dw", &yesterday, "dc", "2", "ww", &week, "wc", "2"];
         assert!(redis_cmd(redis.port, &set).starts_with(':'), "HSET failed");
         assert_eq!(c.send(&gw1, API_KEY, "ACME", "+4915200000003", "w1"), None);
@@ -348,7 +348,7 @@ fn caps_per_client_in_a_time_zone_and_released_when_not_sent() {
     let (pago_day, pago_week) = day_in("Pacific/Pago_Pago");
     assert_ne!(kiri_day, pago_day);
     for (number, day, week) in [("4915400000002", &kiri_day, &kiri_week), ("4915400000003", &pago_day, &pago_week)] {
-        let key = format!("{{smsgate:cp1:other:{number}}}");
+        let key = format!("{{smsgate:{number}}}:cp1:other");
         let set = ["HSET", &key, "dw", day, "dc", "2", "ww", week, "wc", "2"];
         assert!(redis_cmd(redis.port, &set).starts_with(':'), "HSET failed");
     }
@@ -363,7 +363,7 @@ fn caps_per_client_in_a_time_zone_and_released_when_not_sent() {
         assert_eq!(status, 502, "attempt {attempt}: {answer}");
     }
     wait_until(5, "the refused message's count to be given back", || {
-        redis_cmd(redis.port, &["HGET", "{smsgate:cp1:acme:4915499000001}", "dc"]) == "0"
+        redis_cmd(redis.port, &["HGET", "{smsgate:4915499000001}:cp1:acme", "dc"]) == "0"
     });
 
     assert_eq!(submits_seen(&mut sim), c.accepted + 3, "the SMSC saw a refused message");

@@ -32,7 +32,7 @@ use blacklist::SharedBlacklist;
 use campaign::{Built, CampaignError, CampaignView, Take};
 use config::{CapsScope, ClientPolicy, PolicyConfig};
 use duplicate::LocalSeen;
-use redis::{CapAnswer, Period, PolicyRedis};
+use redis::{CapsAsk, Period, PolicyRedis, Verdict};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -213,16 +213,43 @@ impl Policy {
         }
         let c = &self.node.config;
         let mut admitted = Admitted::default();
-        if switches.duplicate && c.duplicate_window_s > 0 {
-            let fingerprint = duplicate::fingerprint(to, req.text.data_coding, &req.text.bytes);
-            let (first, marked) = self.first(to, fingerprint, now).await;
-            if !first {
+        let fingerprint = (switches.duplicate && c.duplicate_window_s > 0)
+            .then(|| duplicate::fingerprint(to, req.text.data_coding, &req.text.bytes));
+        // A campaign's message was counted when the campaign was built: no CP1 now.
+        let (daily, weekly) = if switches.caps && req.campaign.is_none() { self.caps(switches) } else { (None, None) };
+        let wants_caps = daily.is_some() || weekly.is_some();
+        let on_redis = match &self.redis {
+            Some(r) if fingerprint.is_some() || wants_caps => {
+                let dup_key = fingerprint.map(|f| r.duplicate_key(to, f));
+                let caps_key = wants_caps.then(|| self.caps_key(r, client, to));
+                let period = Period::of(&self.node.zone, now_ms);
+                let caps = caps_key.as_deref().map(|key| CapsAsk { key, period, daily, weekly });
+                match r.check(dup_key.as_deref().map(|k| (k, c.duplicate_window_s)), caps).await {
+                    Ok(Verdict::Passed) => {
+                        admitted.duplicate = dup_key.map(Marked::Redis);
+                        admitted.counted = caps_key.map(|k| (k, period));
+                        true
+                    }
+                    Ok(Verdict::Duplicate) => return Err(PolicyRejection::new(PolicyStatus::Duplicate)),
+                    Ok(Verdict::OverDaily) => return Err(PolicyRejection::new(PolicyStatus::DailyCp)),
+                    Ok(Verdict::OverWeekly) => return Err(PolicyRejection::new(PolicyStatus::WeeklyCp)),
+                    Err(e) => {
+                        if let Some(suppressed) = events::log_due("policy", "redis_check") {
+                            tracing::warn!(error = %e, suppressed, "CP1/CP2 on Redis failed; CP2 from this shard's memory, CP1 not counted");
+                        }
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        if let (Some(f), false) = (fingerprint, on_redis) {
+            if !self.seen.borrow_mut().first(f, now) {
                 return Err(PolicyRejection::new(PolicyStatus::Duplicate));
             }
-            admitted.duplicate = Some(marked);
+            admitted.duplicate = Some(Marked::Local(f));
         }
         if let Some(campaign) = req.campaign {
-            // CP1 was counted when the campaign was built: take the reservation instead.
             let refused = match &self.redis {
                 None => Some(PolicyStatus::NotInCampaign),
                 Some(r) => match r.campaign_take(campaign, client, to).await {
@@ -241,35 +268,9 @@ impl Policy {
                 },
             };
             if let Some(status) = refused {
+                // Refused here: the text was not sent, so it is no duplicate next time.
                 self.release(admitted).await;
                 return Err(PolicyRejection::new(status));
-            }
-            return Ok(admitted);
-        }
-        let (daily, weekly) = self.caps(switches);
-        if switches.caps && (daily.is_some() || weekly.is_some()) {
-            if let Some(r) = &self.redis {
-                let key = self.caps_key(r, client, to);
-                let period = Period::of(&self.node.zone, now_ms);
-                let refused = match r.count(&key, period, daily, weekly).await {
-                    Ok(CapAnswer::Counted) => {
-                        admitted.counted = Some((key, period));
-                        None
-                    }
-                    Ok(CapAnswer::OverDaily) => Some(PolicyStatus::DailyCp),
-                    Ok(CapAnswer::OverWeekly) => Some(PolicyStatus::WeeklyCp),
-                    Err(e) => {
-                        if let Some(suppressed) = events::log_due("policy", "redis_cp1") {
-                            tracing::warn!(error = %e, suppressed, "CP1 on Redis failed; message not counted");
-                        }
-                        None
-                    }
-                };
-                if let Some(status) = refused {
-                    // Refused here: the text was not sent, so it is no duplicate next time.
-                    self.release(admitted).await;
-                    return Err(PolicyRejection::new(status));
-                }
             }
         }
         Ok(admitted)
@@ -285,22 +286,6 @@ impl Policy {
     fn caps_key(&self, r: &PolicyRedis, client: &ClientId, digits: &str) -> String {
         let scope = (self.node.config.caps_scope == CapsScope::Client).then_some(client.as_str());
         r.caps_key(scope, digits)
-    }
-
-    /// CP2: whether this is the first time within the window, and where that was marked.
-    async fn first(&self, to: &str, fingerprint: u64, now: Instant) -> (bool, Marked) {
-        if let Some(r) = &self.redis {
-            let key = r.duplicate_key(to, fingerprint);
-            match r.first(&key, self.node.config.duplicate_window_s).await {
-                Ok(first) => return (first, Marked::Redis(key)),
-                Err(e) => {
-                    if let Some(suppressed) = events::log_due("policy", "redis_cp2") {
-                        tracing::warn!(error = %e, suppressed, "CP2 on Redis failed; this shard's memory decides");
-                    }
-                }
-            }
-        }
-        (self.seen.borrow_mut().first(fingerprint, now), Marked::Local(fingerprint))
     }
 
     /// Campaigns live on Redis only.

@@ -10,7 +10,7 @@ use fred::clients::Client;
 use fred::interfaces::ClientLike;
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::scripts::Script;
-use fred::types::{Builder, Value};
+use fred::types::{Builder, MultipleKeys, Value};
 use std::time::Duration;
 
 /// GCRA with leases (see `l2.rs`). KEYS[1]: the bucket (a string, TAT in µs of Redis time).
@@ -198,8 +198,13 @@ impl RedisLimits {
         })
     }
 
-    pub(crate) async fn call(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Vec<i64>, RedisFail> {
-        match self.call_raw(script, key, args).await? {
+    pub(crate) async fn call(
+        &self,
+        script: &Script,
+        keys: impl Into<MultipleKeys> + Send,
+        args: Vec<Value>,
+    ) -> Result<Vec<i64>, RedisFail> {
+        match self.call_raw(script, keys, args).await? {
             Value::Array(items) => {
                 items.iter().map(|v| v.as_i64().ok_or_else(|| RedisFail::Reply(format!("{v:?}")))).collect()
             }
@@ -221,8 +226,13 @@ impl RedisLimits {
         }
     }
 
-    async fn call_raw(&self, script: &Script, key: &str, args: Vec<Value>) -> Result<Value, RedisFail> {
-        let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, key, args).await) };
+    async fn call_raw(
+        &self,
+        script: &Script,
+        keys: impl Into<MultipleKeys> + Send,
+        args: Vec<Value>,
+    ) -> Result<Value, RedisFail> {
+        let fut = async { Ok(script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args).await) };
         match glommio::timer::timeout(self.deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisFail::Redis(e)),

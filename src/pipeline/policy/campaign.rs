@@ -13,7 +13,7 @@
 //! recipient, `r:<digits>` → `D` listed, `R` reserved, `S` sent, `C` given back, `x:<status>`
 //! refused at build. The CP1 counts themselves are the ordinary CP1 keys ([`super::redis`]).
 
-use super::redis::{CapAnswer, Period, PolicyRedis};
+use super::redis::{CapsAsk, Period, PolicyRedis, Verdict};
 use super::PolicyStatus;
 use crate::ids::{CampaignId, ClientId, Msisdn};
 use crate::pipeline::limit::redis::RedisFail;
@@ -373,10 +373,12 @@ impl PolicyRedis {
                 let outcome = if listed(&d) {
                     Some(PolicyStatus::Blacklist)
                 } else if caps.0.is_some() || caps.1.is_some() {
-                    match self.count(&caps_key(&d), period, caps.0, caps.1).await? {
-                        CapAnswer::Counted => None,
-                        CapAnswer::OverDaily => Some(PolicyStatus::DailyCp),
-                        CapAnswer::OverWeekly => Some(PolicyStatus::WeeklyCp),
+                    let key = caps_key(&d);
+                    let ask = CapsAsk { key: &key, period, daily: caps.0, weekly: caps.1 };
+                    match self.check(None, Some(ask)).await? {
+                        Verdict::Passed | Verdict::Duplicate => None,
+                        Verdict::OverDaily => Some(PolicyStatus::DailyCp),
+                        Verdict::OverWeekly => Some(PolicyStatus::WeeklyCp),
                     }
                 } else {
                     None

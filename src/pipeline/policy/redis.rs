@@ -2,10 +2,12 @@
 //! style, deadlines and EVALSHA loading). Every key is hash-tagged as a whole, so Redis
 //! Cluster routes each script to one slot.
 //!
-//! - CP2: `{<prefix>:cp2:<digits>:<fingerprint hex>}`, `SET 1 NX EX window`.
-//! - CP1: `{<prefix>:cp1:<digits>}` (`{<prefix>:cp1:<client>:<digits>}` with `caps_scope =
-//!   "client"`), a hash {dw, dc, ww, wc}: day and week checked and counted in one script (a
-//!   refusal counts nothing). Days and weeks are calendar days and Monday-to-Sunday weeks in
+//! Both keys of a number share its hash tag, so one script checks and marks CP2 and counts
+//! CP1 in one round trip ([`PolicyRedis::check`]):
+//! - CP2: `{<prefix>:<digits>}:cp2:<fingerprint hex>`, set with the window as its expiry.
+//! - CP1: `{<prefix>:<digits>}:cp1` (`{<prefix>:<digits>}:cp1:<client>` with `caps_scope =
+//!   "client"`), a hash {dw, dc, ww, wc}: day and week checked and counted (a refusal counts
+//!   nothing and marks nothing). Days and weeks are calendar days and Monday-to-Sunday weeks in
 //!   `policy.time_zone`, computed by the node ([`Period`]) so every node and Redis agree on
 //!   the zone's midnight; a count is taken back with [`PolicyRedis::uncount`] when the message
 //!   was not sent after all.
@@ -15,30 +17,31 @@ use crate::pipeline::limit::redis::{RedisFail, RedisLimits};
 use fred::types::scripts::Script;
 use fred::types::Value;
 
-/// KEYS[1]: the fingerprint key. ARGV: window s. Returns 1 first, 0 duplicate.
-const DUPLICATE: &str = r#"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 end
-return 0
-"#;
-
-/// KEYS[1]: the number's hash. ARGV: day, week (the calendar period of the message, counted
-/// by the node in `policy.time_zone`), daily cap, weekly cap (0: none), seconds the counts
-/// must live (to the end of the week). Returns 1 counted, 2 over the daily cap, 3 over the
-/// weekly cap.
-const CAPS: &str = r#"
-local day = ARGV[1]
-local week = ARGV[2]
-local pd = tonumber(ARGV[3])
-local pw = tonumber(ARGV[4])
-local h = redis.call('HMGET', KEYS[1], 'dw', 'dc', 'ww', 'wc')
-local dc = 0
-local wc = 0
-if h[1] == day then dc = tonumber(h[2]) end
-if h[3] == week then wc = tonumber(h[4]) end
-if pd > 0 and dc >= pd then return 2 end
-if pw > 0 and wc >= pw then return 3 end
-redis.call('HSET', KEYS[1], 'dw', day, 'dc', dc + 1, 'ww', week, 'wc', wc + 1)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+/// CP2 and CP1 of one message in one round trip. KEYS[1]: the CP2 fingerprint key, KEYS[2]:
+/// the CP1 hash (both tagged with the number, so one slot). ARGV: CP2 window s (0: no CP2),
+/// day, week (the message's calendar period, counted by the node in `policy.time_zone`), daily
+/// cap, weekly cap (0 and 0: no CP1), seconds the counts must live (to the end of the week).
+/// Returns 1 passed (marked and counted), 0 duplicate, 2 over the daily cap, 3 over the weekly
+/// cap; a refusal changes nothing.
+const CHECK: &str = r#"
+local window = tonumber(ARGV[1])
+if window > 0 and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local pd = tonumber(ARGV[4])
+local pw = tonumber(ARGV[5])
+if pd > 0 or pw > 0 then
+  local day = ARGV[2]
+  local week = ARGV[3]
+  local h = redis.call('HMGET', KEYS[2], 'dw', 'dc', 'ww', 'wc')
+  local dc = 0
+  local wc = 0
+  if h[1] == day then dc = tonumber(h[2]) end
+  if h[3] == week then wc = tonumber(h[4]) end
+  if pd > 0 and dc >= pd then return 2 end
+  if pw > 0 and wc >= pw then return 3 end
+  redis.call('HSET', KEYS[2], 'dw', day, 'dc', dc + 1, 'ww', week, 'wc', wc + 1)
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+end
+if window > 0 then redis.call('SET', KEYS[1], '1', 'EX', window) end
 return 1
 "#;
 
@@ -98,12 +101,23 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// What the CP1 script answered.
+/// What the check answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CapAnswer {
-    Counted,
+pub enum Verdict {
+    /// Marked for CP2 and counted for CP1 (whichever was asked).
+    Passed,
+    Duplicate,
     OverDaily,
     OverWeekly,
+}
+
+/// CP1 of one message: its key, period and caps.
+#[derive(Clone, Copy, Debug)]
+pub struct CapsAsk<'a> {
+    pub key: &'a str,
+    pub period: Period,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
 }
 
 /// One shard's Redis side of the policy stage.
@@ -112,9 +126,8 @@ pub struct PolicyRedis {
     pub(super) prefix: String,
     /// The campaign scripts ([`super::campaign`]).
     pub(super) campaign: CampaignScripts,
-    duplicate: Script,
+    check: Script,
     forget: Script,
-    caps: Script,
     uncount: Script,
 }
 
@@ -124,62 +137,53 @@ impl PolicyRedis {
             client,
             prefix: prefix.to_owned(),
             campaign: CampaignScripts::new(),
-            duplicate: Script::from_lua(DUPLICATE),
+            check: Script::from_lua(CHECK),
             forget: Script::from_lua(FORGET),
-            caps: Script::from_lua(CAPS),
             uncount: Script::from_lua(UNCOUNT),
         }
     }
 
     /// The CP2 key of a (number, text) fingerprint.
     pub fn duplicate_key(&self, digits: &str, fingerprint: u64) -> String {
-        format!("{{{}:cp2:{digits}:{fingerprint:016x}}}", self.prefix)
+        format!("{{{}:{digits}}}:cp2:{fingerprint:016x}", self.prefix)
     }
 
     /// The CP1 key of a number, for every client (`client: None`) or one.
     pub fn caps_key(&self, client: Option<&str>, digits: &str) -> String {
         match client {
-            Some(c) => format!("{{{}:cp1:{c}:{digits}}}", self.prefix),
-            None => format!("{{{}:cp1:{digits}}}", self.prefix),
+            Some(c) => format!("{{{}:{digits}}}:cp1:{c}", self.prefix),
+            None => format!("{{{}:{digits}}}:cp1", self.prefix),
         }
     }
 
-    /// `Ok(true)` the first time within `window_s`; `Ok(false)` a duplicate.
-    pub async fn first(&self, key: &str, window_s: u64) -> Result<bool, RedisFail> {
-        let window = i64::try_from(window_s).unwrap_or(i64::MAX);
-        match self.client.call(&self.duplicate, key, vec![Value::Integer(window)]).await?[..] {
-            [1] => Ok(true),
-            [0] => Ok(false),
-            ref r => Err(RedisFail::Reply(format!("{r:?}"))),
-        }
-    }
-
-    /// Removes a CP2 key set by [`Self::first`]: the message was not sent after all.
-    pub async fn forget(&self, key: &str) -> Result<(), RedisFail> {
-        self.client.call(&self.forget, key, Vec::new()).await.map(drop)
-    }
-
-    /// Counts one message under `key` in `period` unless a cap is reached.
-    pub async fn count(
-        &self,
-        key: &str,
-        period: Period,
-        daily: Option<u32>,
-        weekly: Option<u32>,
-    ) -> Result<CapAnswer, RedisFail> {
+    /// CP2 (`duplicate`: its key and window) and CP1 (`caps`) of one message, in one round
+    /// trip; at least one of them is asked.
+    pub async fn check(&self, duplicate: Option<(&str, u64)>, caps: Option<CapsAsk<'_>>) -> Result<Verdict, RedisFail> {
+        let (dup_key, window) = duplicate.unwrap_or(("", 0));
+        let caps_key = caps.map_or(dup_key, |c| c.key);
+        let (period, daily, weekly) =
+            caps.map_or((Period { day: 0, week: 0, ttl_s: 1 }, None, None), |c| (c.period, c.daily, c.weekly));
+        let keys = vec![if dup_key.is_empty() { caps_key } else { dup_key }.to_owned(), caps_key.to_owned()];
         let args = vec![
+            Value::Integer(i64::try_from(window).unwrap_or(i64::MAX)),
             Value::Integer(period.day),
             Value::Integer(period.week),
             Value::Integer(i64::from(daily.unwrap_or(0))),
             Value::Integer(i64::from(weekly.unwrap_or(0))),
             Value::Integer(period.ttl_s),
         ];
-        match self.client.call(&self.caps, key, args).await?[..] {
-            [1] => Ok(CapAnswer::Counted),
-            [2] => Ok(CapAnswer::OverDaily),
-            [3] => Ok(CapAnswer::OverWeekly),
+        match self.client.call(&self.check, keys, args).await?[..] {
+            [1] => Ok(Verdict::Passed),
+            [0] => Ok(Verdict::Duplicate),
+            [2] => Ok(Verdict::OverDaily),
+            [3] => Ok(Verdict::OverWeekly),
             ref r => Err(RedisFail::Reply(format!("{r:?}"))),
         }
+    }
+
+    /// Removes a CP2 key set by [`Self::check`]: the message was not sent after all.
+    pub async fn forget(&self, key: &str) -> Result<(), RedisFail> {
+        self.client.call(&self.forget, key, Vec::new()).await.map(drop)
     }
 
     /// Takes back one count made by [`Self::count`] in `period`.
