@@ -1,5 +1,6 @@
-//! Aerospike stopped during a load and started again: no acknowledged message is lost, new
-//! messages get 503 `state_down` while it is away (never sent), and smsgate recovers by itself.
+//! Aerospike stopped during a load and started again, then frozen (SIGSTOP: slow, not gone)
+//! and thawed: no acknowledged message is lost, new messages get 503 `state_down` while it is
+//! away (never sent), writes fail within their deadline, and smsgate recovers by itself.
 //! Runs against an `asd` the test starts (`SMSGATE_TEST_ASD`); skipped visibly without one.
 // Test clients are plain threads, not shards: blocking sleeps while polling are fine here.
 #![allow(clippy::disallowed_methods)]
@@ -104,6 +105,20 @@ fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
 
     server.start();
     wait_until(60, "messages answered again after Aerospike is back", || answered() >= during + 300);
+
+    // Slow rather than gone: a frozen server answers nothing; batches fail at their deadline
+    // (apply_timeout_ms), new messages are refused, and all resumes when it thaws.
+    let downs_before = down();
+    let outages = metric(&agent, &gw, "smsgate_state_outages_total").unwrap_or(0.0);
+    server.freeze();
+    let frozen_at = std::time::Instant::now();
+    wait_until(30, "503 state_down while Aerospike is frozen", || down() > downs_before);
+    let refused_after = frozen_at.elapsed();
+    let during_freeze = answered();
+    server.resume();
+    wait_until(60, "messages answered again after Aerospike thawed", || answered() >= during_freeze + 300);
+    assert!(metric(&agent, &gw, "smsgate_state_outages_total").unwrap_or(0.0) > outages);
+    assert!(metric(&agent, &gw, "smsgate_aerospike_timeouts_total").unwrap_or(0.0) >= 1.0);
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().unwrap();
@@ -121,7 +136,8 @@ fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
         assert_eq!(rec["transitions"][1]["status"], "submitted", "{rec}");
     }
     let line = format!(
-        "aerospike outage: {} acknowledged ({} before the stop, {} after the restart), all found; other answers {:?}",
+        "aerospike outage: {} acknowledged ({} before the stop, {} after the restart), all found; frozen server refused \
+         after {refused_after:?}; other answers {:?}",
         seen.ids.len(),
         before_outage,
         seen.ids.len() - during,

@@ -97,6 +97,16 @@ impl AerospikeServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, like a node
+    /// stuck on its disk. [`AerospikeServer::resume`] thaws it.
+    pub fn freeze(&self) {
+        crate::support::signal(self.child.as_ref().expect("running"), "STOP");
+    }
+
+    pub fn resume(&self) {
+        crate::support::signal(self.child.as_ref().expect("running"), "CONT");
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("asd.log")
     }
