@@ -410,3 +410,23 @@ pub fn grpc_status(r: Rejection) -> GrpcReply {
     let retry_after_ms = precise_ms.or(reply.retry_after_s.map(|s| u64::from(s) * 1000));
     GrpcReply { code, retry_after_ms, reply }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `state_down` is only reachable with a remote store (tests/aerospike_outage.rs shows it over
+    /// HTTP against a real server); the table row is checked here for every build.
+    #[test]
+    fn an_unreachable_state_store_is_503_state_down_and_retryable() {
+        let http = ErrorReply::from(Rejection::State(StoreError::Down));
+        assert_eq!(
+            (http.status, http.code, http.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, "state_down", Some(1))
+        );
+        assert!(http.message.contains("not sent"), "{}", http.message);
+        let grpc = grpc_status(Rejection::State(StoreError::Down));
+        assert!(matches!(grpc.code, GrpcCode::Unavailable));
+        assert_eq!((grpc.reply.code, grpc.retry_after_ms), ("state_down", Some(1_000)));
+    }
+}
