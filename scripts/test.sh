@@ -12,11 +12,13 @@ need_rust
 echo "== test dependencies"
 # redis-server for the L2 limiter tests (they start their own on a free port); Python venvs for
 # the gRPC and Prometheus-parser clients and the S3 server (moto) with boto3; tzdata for
-# policy.time_zone; node + npm for the node-smpp interoperability SMSC.
+# policy.time_zone; node + npm for the node-smpp interoperability SMSC; openssl for a test CA.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 [ -e /usr/share/zoneinfo/Europe/Berlin ] || apt_install tzdata
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+# openssl makes the test CA and certificate of the https webhook receiver (tests/webhooks.rs).
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 mkdir -p target/tmp
 # The same venvs the tests look for (they create them themselves when run alone).
 if ! target/tmp/grpc-venv/bin/python -c 'import grpc, grpc_tools, h2' 2>/dev/null; then

@@ -11,7 +11,7 @@ use crate::ingress::grpc::GrpcShard;
 use crate::ingress::http::Admin;
 use crate::ingress::http::{self, HttpSettings};
 use crate::notify::mo::{InboundStats, MoRouter};
-use crate::notify::outbox::WebhookTargets;
+use crate::notify::outbox::{CallbackPolicy, WebhookTargets};
 use crate::notify::stream::{InboundHub, ReceiptHub};
 use crate::notify::webhook::{WebhookSender, WebhookStats};
 use crate::pipeline::auth::Auth;
@@ -92,6 +92,10 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     let origin = Instant::now();
     let smpp = Arc::new(cfg.smpp.clone());
     let clients = Arc::new(cfg.clients.clone());
+    let callbacks = Arc::new(
+        CallbackPolicy::new(&cfg.webhooks.allowed_hosts, &cfg.webhooks.allowed_networks)
+            .map_err(|e| format!("webhooks: {e}"))?,
+    );
     let admin_key = cfg.admin.api_key.clone();
     let executor = shards::executor::Options { spin_before_park: cfg.shards.spin_before_park() };
     let result = shards::executor::run_with(&cpus, &trigger, &executor, move |info, shutdown| {
@@ -100,6 +104,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         let (smpp, hangups, admin_key) = (smpp.clone(), hangups.clone(), admin_key.clone());
         let blacklist_reload = blacklist_reload.clone();
         let (clients, mo_router, inbound_hub) = (clients.clone(), mo_router.clone(), inbound_hub.clone());
+        let callbacks = callbacks.clone();
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
@@ -192,6 +197,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
                 policy,
                 Submitter::new(info.id, live.clone(), local.clone(), mesh),
                 state,
+                callbacks,
             ));
             let listener = match glommio::net::TcpListener::bind(listen) {
                 Ok(l) => l,

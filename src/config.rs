@@ -321,6 +321,16 @@ pub struct WebhooksConfig {
     /// counted (`smsgate_webhooks_overflow_total`), so one dead receiver cannot fill the disk.
     /// Default 100000.
     pub max_pending_per_client: u64,
+    /// Host names a callback URL (`callback_url`, `webhook_url`, `mo_url`) may name: exact, or
+    /// `*.example.com` for any name below it. Empty (default): any name.
+    pub allowed_hosts: Vec<String>,
+    /// Addresses that are not public (loopback, private, link-local, ...) a callback may
+    /// reach anyway: CIDR blocks or single addresses, e.g. `["10.20.0.0/16"]`. Default none:
+    /// only public addresses (checked on the URL and on every address its name resolves to).
+    pub allowed_networks: Vec<String>,
+    /// PEM file of the root certificates https receivers are checked against, instead of
+    /// Mozilla's roots (built in). Default none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhooksConfig {
@@ -334,6 +344,9 @@ impl Default for WebhooksConfig {
             batch: 64,
             poll_interval_ms: 200,
             max_pending_per_client: 100_000,
+            allowed_hosts: Vec::new(),
+            allowed_networks: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -631,6 +644,13 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     if w.retry_max_ms < w.retry_initial_ms {
         return Err(invalid(f, "webhooks.retry_max_ms", "must be at least retry_initial_ms"));
     }
+    let callbacks = crate::notify::outbox::CallbackPolicy::new(&w.allowed_hosts, &w.allowed_networks)
+        .map_err(|r| invalid(f, "webhooks.allowed_hosts / allowed_networks", r))?;
+    if let Some(ca) = &w.ca_file {
+        if !ca.is_file() {
+            return Err(invalid(f, "webhooks.ca_file", format!("{} is not a readable file", ca.display())));
+        }
+    }
     if c.clients.is_empty() {
         return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));
     }
@@ -660,13 +680,13 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(f, format!("clients[{i}].api_key"), "is used by another client"));
         }
         if let Some(url) = &client.webhook_url {
-            crate::notify::outbox::check_url(url).map_err(|r| invalid(f, format!("clients[{i}].webhook_url"), r))?;
+            callbacks.check(url).map_err(|r| invalid(f, format!("clients[{i}].webhook_url"), r))?;
             if client.webhook_secret.is_none() {
                 return Err(invalid(f, format!("clients[{i}].webhook_secret"), "is required with webhook_url"));
             }
         }
         if let Some(url) = &client.mo_url {
-            crate::notify::outbox::check_url(url).map_err(|r| invalid(f, format!("clients[{i}].mo_url"), r))?;
+            callbacks.check(url).map_err(|r| invalid(f, format!("clients[{i}].mo_url"), r))?;
         }
         if client.webhook_secret.as_ref().is_some_and(|s| s.len() < 16 || s.chars().any(char::is_control)) {
             return Err(invalid(f, format!("clients[{i}].webhook_secret"), "must be at least 16 characters"));
@@ -856,21 +876,29 @@ mod tests {
 
     #[test]
     fn webhook_settings_are_validated() {
-        let hooked = |extra: &str| parse_config(&format!("{CLIENT}{extra}"));
+        let hooked =
+            |extra: &str| parse_config(&format!("[webhooks]\nallowed_networks = [\"127.0.0.1\"]\n{CLIENT}{extra}"));
         let c = hooked("webhook_url = \"http://127.0.0.1:9000/h\"\nwebhook_secret = \"0123456789abcdef\"\n").unwrap();
         assert_eq!(c.clients[0].webhook_events, [WebhookEvent::Final]);
         assert_eq!(c.webhooks.max_age_s, 86_400);
         let key = |extra: &str| hooked(extra).unwrap_err().key;
         assert_eq!(key("webhook_url = \"http://127.0.0.1:9000/h\"\n"), "clients[0].webhook_secret");
         assert_eq!(
-            key("webhook_url = \"https://example.com/h\"\nwebhook_secret = \"0123456789abcdef\"\n"),
+            key("webhook_url = \"http://10.0.0.1/h\"\nwebhook_secret = \"0123456789abcdef\"\n"),
             "clients[0].webhook_url"
         );
+        assert!(hooked("webhook_url = \"https://example.com/h\"\nwebhook_secret = \"0123456789abcdef\"\n").is_ok());
         assert_eq!(key("webhook_secret = \"short\"\n"), "clients[0].webhook_secret");
         assert_eq!(key("webhook_events = []\n"), "clients[0].webhook_events");
         assert_eq!(key("webhook_events = [\"delivered\"]\n"), "clients.webhook_events");
-        assert_eq!(key("[webhooks]\nretry_initial_ms = 2000\nretry_max_ms = 1000\n"), "webhooks.retry_max_ms");
-        assert_eq!(key("[webhooks]\nbatch = 0\n"), "webhooks.batch");
+        let plain = |extra: &str| parse_config(&format!("{extra}{CLIENT}")).unwrap_err().key;
+        assert_eq!(plain("[webhooks]\nretry_initial_ms = 2000\nretry_max_ms = 1000\n"), "webhooks.retry_max_ms");
+        assert_eq!(plain("[webhooks]\nbatch = 0\n"), "webhooks.batch");
+        assert_eq!(
+            plain("[webhooks]\nallowed_networks = [\"10.0.0.0/40\"]\n"),
+            "webhooks.allowed_hosts / allowed_networks"
+        );
+        assert_eq!(plain("[webhooks]\nca_file = \"/nonexistent/ca.pem\"\n"), "webhooks.ca_file");
     }
 
     #[test]
@@ -888,7 +916,7 @@ mod tests {
         );
         let twice = "[[mo_routes]]\nto = \"1\"\nkeyword = \"A\"\nclient = \"a\"\n[[mo_routes]]\nto = \"+1\"\nkeyword = \"a\"\nclient = \"b\"\n";
         assert_eq!(key(twice).as_deref(), Some("mo_routes[1]"));
-        let c = parse_config(&format!("{CLIENT}mo_url = \"http://127.0.0.1:9/mo\"\n")).unwrap();
+        let c = parse_config(&format!("{CLIENT}mo_url = \"http://mo.example.com/mo\"\n")).unwrap();
         let routes = |client: &str| -> Rules {
             parse(f, &format!("[[mo_routes]]\nto = \"1\"\nclient = \"{client}\"\n")).unwrap()
         };

@@ -18,6 +18,7 @@ pub mod submit;
 use crate::clock::Clock;
 use crate::ids::{CampaignId, ClientId, IdGenerator, InboundId, LinkId, MessageId, SmscMessageId};
 use crate::notify::mo::InboundMessage;
+use crate::notify::outbox::CallbackPolicy;
 use crate::observe::events;
 use crate::smpp::concat;
 use crate::smpp::link::LinkTable;
@@ -118,6 +119,8 @@ pub struct Pipeline {
     policy: Rc<Policy>,
     submitter: Submitter,
     state: StateHandle,
+    /// Which hosts a `callback_url` may name (`webhooks.allowed_hosts`, `allowed_networks`).
+    callbacks: Arc<CallbackPolicy>,
 }
 
 impl Pipeline {
@@ -132,8 +135,9 @@ impl Pipeline {
         policy: Rc<Policy>,
         submitter: Submitter,
         state: StateHandle,
+        callbacks: Arc<CallbackPolicy>,
     ) -> Self {
-        Pipeline { ids, concat_ref: Cell::new(0), clock, auth, live, limiter, policy, submitter, state }
+        Pipeline { ids, concat_ref: Cell::new(0), clock, auth, live, limiter, policy, submitter, state, callbacks }
     }
 
     pub fn links(&self) -> Arc<LinkTable> {
@@ -165,6 +169,15 @@ impl Pipeline {
     /// Stages 3-8 for a parsed (stage 1) and authenticated (stage 2) request. Every answer
     /// passes [`events::finished`] (outcome, refusal reason, answer time).
     pub async fn submit(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
+        if let Some(url) = &req.callback_url {
+            self.callbacks.check(url).map_err(|reason| {
+                events::refused(Rejection::Parse(parse::ParseError {
+                    code: "invalid_callback_url",
+                    field: Some("callback_url".to_owned()),
+                    message: format!("`callback_url` {reason}"),
+                }))
+            })?;
+        }
         let started = Instant::now();
         events::finished(started, self.stages(client, req).await)
     }

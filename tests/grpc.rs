@@ -366,6 +366,7 @@ fn watch_inbound_streams_this_clients_inbound_messages() {
     let mut sim = Sim::start(&[]);
     let cfg = GatewayConfig {
         client_extra: format!("mo_url = \"http://127.0.0.1:{}/mo\"\n", free_port()),
+        extra_config: "[webhooks]\nallowed_networks = [\"127.0.0.1\"]\n".into(),
         rules_extra: "[[mo_routes]]\nto = \"12345\"\nclient = \"acme\"\n".into(),
         ..GatewayConfig::one_link(sim.port)
     };

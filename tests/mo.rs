@@ -27,7 +27,7 @@ fn config(sim_port: u16, receiver: &Receiver) -> GatewayConfig {
     GatewayConfig {
         extra_config: format!(
             "[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[inbound]\nreassembly_timeout_ms = 1500\n\n\
-             [webhooks]\npoll_interval_ms = 50\n\n\
+             [webhooks]\npoll_interval_ms = 50\nallowed_networks = [\"127.0.0.1\"]\n\n\
              [[clients]]\nname = \"shop\"\napi_key = \"{SHOP_KEY}\"\nmo_url = \"{}\"\n",
             receiver.url("/shop")
         ),

@@ -21,7 +21,7 @@ const HOOK_SECRET: &str = "whsec-0123456789abcdef";
 fn config(sim_port: u16, url: &str, events: &str, webhooks: &str) -> GatewayConfig {
     GatewayConfig {
         extra_config: format!(
-            "[webhooks]\n{webhooks}\n\n[[clients]]\nname = \"hooked\"\napi_key = \"{HOOK_KEY}\"\n\
+            "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n{webhooks}\n\n[[clients]]\nname = \"hooked\"\napi_key = \"{HOOK_KEY}\"\n\
              webhook_url = \"{url}\"\nwebhook_secret = \"{HOOK_SECRET}\"\nwebhook_events = {events}\n"
         ),
         ..GatewayConfig::one_link(sim_port)
@@ -113,7 +113,9 @@ fn a_receipt_gives_one_signed_post_per_event() {
     assert_eq!(theirs[0].event_id(), format!("{other}.final"));
     assert!(!theirs[0].headers.contains_key("x-smsgate-signature"), "`other` has no webhook_secret");
 
-    for bad in ["ftp://example.com/", "http://", "http://a b/", "https://example.com/"] {
+    for bad in
+        ["ftp://example.com/", "http://", "http://a b/", "http://169.254.169.254/latest/meta-data", "http://[::1]/"]
+    {
         let body = json!({"to": "+4915112345678", "from": "ACME", "text": "x", "link": "100", "callback_url": bad});
         let (status, v) = submit(&agent, &gw, HOOK_KEY, &body);
         assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_callback_url")), "{bad}: {v}");
@@ -221,4 +223,169 @@ fn a_hanging_receiver_does_not_slow_submissions() {
     wait_delivered(&agent, &gw, HOOK_KEY, &hooked[hooked.len() - 5..]);
     assert!(receiver.got().len() <= 3, "one attempt at a time, each held up to its timeout");
     gw.kill9();
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it (openssl): (ca.pem, cert.pem, key.pem).
+fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |f: &str| dir.join(f);
+    std::fs::write(p("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=smsgate-test-ca"],
+        ]
+        .concat(),
+        [&["req"][..], &ec, &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (p("ca.pem"), p("srv.pem"), p("srv.key"))
+}
+
+/// A child process killed when the test ends, even by a panic.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An https receiver (Python's http.server and ssl, one request at a time) that prints each
+/// POST as a JSON line and answers 204. Returns the process, its port and its lines.
+fn https_receiver(cert: &std::path::Path, key: &std::path::Path) -> (Reaped, u16, std::sync::mpsc::Receiver<String>) {
+    let script = "import http.server, ssl, sys, json\n\
+        class H(http.server.BaseHTTPRequestHandler):\n\
+        \x20   protocol_version = 'HTTP/1.1'\n\
+        \x20   def do_POST(self):\n\
+        \x20       body = self.rfile.read(int(self.headers.get('content-length', 0)))\n\
+        \x20       print(json.dumps({'path': self.path, 'event_id': self.headers.get('x-smsgate-event-id'), 'body': body.decode()}), flush=True)\n\
+        \x20       self.send_response(204); self.send_header('content-length', '0'); self.end_headers()\n\
+        \x20   def log_message(self, *a): pass\n\
+        srv = http.server.HTTPServer(('127.0.0.1', 0), H)\n\
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n\
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n\
+        print(srv.server_address[1], flush=True)\n\
+        srv.serve_forever()\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(cert)
+        .arg(key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 https receiver");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("receiver banner {line:?}"));
+    let (tx, posts) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(out).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (Reaped(child), port, posts)
+}
+
+/// Webhooks over https to a receiver whose certificate chains to `webhooks.ca_file`; an
+/// internal address is refused in the config unless `allowed_networks` names it, and a
+/// `callback_url` naming an internal address is refused at submit.
+#[test]
+fn https_receivers_and_internal_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(dir.path());
+    let (_tls, port, posts) = https_receiver(&cert, &key);
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let cfg = GatewayConfig {
+        extra_config: format!(
+            "[webhooks]\nca_file = \"{}\"\npoll_interval_ms = 50\nretry_initial_ms = 100\nretry_max_ms = 200\n\n\
+             [[clients]]\nname = \"hooked\"\napi_key = \"{HOOK_KEY}\"\nwebhook_url = \"https://127.0.0.1:{port}/tls\"\n\
+             webhook_secret = \"{HOOK_SECRET}\"\n",
+            ca.display()
+        ),
+        ..GatewayConfig::one_link(sim.port)
+    };
+    // 127.0.0.1 is not public: refused at start.
+    let config = Gateway::write_config(dir.path(), free_port(), &cfg);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(["--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("clients[0].webhook_url"),
+        "{out:?}"
+    );
+    let cfg = GatewayConfig {
+        extra_config: cfg.extra_config.replace("[webhooks]\n", "[webhooks]\nallowed_networks = [\"127.0.0.1/32\"]\n"),
+        ..cfg
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+
+    let id = submit_ok(&agent, &gw, HOOK_KEY, &message("+4915112345601", "100"));
+    let line = posts.recv_timeout(Duration::from_secs(20)).expect("a POST over TLS");
+    let got: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((got["path"].as_str(), got["event_id"].as_str()), (Some("/tls"), Some(format!("{id}.final").as_str())));
+
+    let (status, v) = submit(
+        &agent,
+        &gw,
+        API_KEY,
+        &json!({"to": "+4915112345603", "from": "ACME", "text": "x", "link": "100",
+        "callback_url": "http://10.1.2.3/hook"}),
+    );
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_callback_url")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("allowed_networks"), "{v}");
+    gw.terminate();
+}
+
+/// A name that resolves only to addresses the policy refuses is never called: the attempt
+/// fails at resolution (counted as a retry), the receiver sees nothing.
+#[test]
+fn a_name_resolving_to_an_internal_address_is_never_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, 0, false);
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let cfg = GatewayConfig {
+        extra_config: "[webhooks]\npoll_interval_ms = 50\nretry_initial_ms = 100\nretry_max_ms = 200\n".into(),
+        client_extra: format!(
+            "webhook_url = \"http://localhost:{}/internal\"\nwebhook_secret = \"{HOOK_SECRET}\"\n",
+            receiver.port
+        ),
+        ..GatewayConfig::one_link(sim.port)
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+    let id = submit_ok(&agent, &gw, API_KEY, &message("+4915112345604", "100"));
+    wait_delivered(&agent, &gw, API_KEY, &[id]);
+    wait_until(10, "attempts refused at resolution and rescheduled", || {
+        metric_values(&agent, &gw).get("smsgate_webhooks_retried_total").is_some_and(|&n| n >= 2.0)
+    });
+    assert!(receiver.got().is_empty(), "an internal address was called: {:?}", receiver.got());
+    gw.terminate();
 }

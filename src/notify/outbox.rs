@@ -10,6 +10,7 @@ use crate::ids::{ClientId, MessageId};
 use crate::state::record::{MessageRecord, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -113,17 +114,20 @@ impl WebhookTargets {
     }
 }
 
-/// Checks a callback URL: `http://host[:port][/path]`, at most [`MAX_URL`] characters, no
-/// spaces or control characters. `https` is refused: this build carries no TLS stack.
+/// Checks a callback URL's form: `http(s)://host[:port][/path]`, at most [`MAX_URL`]
+/// characters, no spaces or control characters, no user:password. Which hosts it may name is
+/// [`CallbackPolicy`]'s job.
 pub fn check_url(url: &str) -> Result<(), String> {
+    url_host(url).map(|_| ())
+}
+
+/// The host of a URL of the form [`check_url`] accepts (IPv6 without brackets).
+pub fn url_host(url: &str) -> Result<&str, String> {
     if url.chars().count() > MAX_URL || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("at most {MAX_URL} characters, without spaces or control characters"));
     }
-    if url.starts_with("https://") {
-        return Err("https is not supported by this build (no TLS stack); use http://".to_owned());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err("must start with http://".to_owned());
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Err("must start with http:// or https://".to_owned());
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
@@ -145,7 +149,131 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
         return Err("the port must be a number 1-65535".to_owned());
     }
-    Ok(())
+    Ok(host)
+}
+
+// === callback policy ===
+
+/// Which hosts smsgate may call back (`webhooks.allowed_hosts`, `webhooks.allowed_networks`),
+/// so that a client cannot make it reach addresses it was not meant to reach.
+///
+/// - A host name must match `allowed_hosts` (exact, or `*.example.com` for any name below
+///   it), unless that list is empty (the default: any name).
+/// - Every address a request goes to (an IP literal, or each address a name resolves to, at
+///   send time) must be public, or inside one of `allowed_networks` (CIDR blocks or single
+///   addresses; default none). Not public: loopback, private (RFC 1918, fc00::/7), link-local
+///   (169.254/16 with the cloud metadata address, fe80::/10), shared (100.64/10),
+///   unspecified, broadcast, multicast, documentation ranges, and IPv4-mapped forms of these.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallbackPolicy {
+    /// Lower case; a leading `*.` kept as `.suffix`.
+    hosts: Vec<String>,
+    networks: Vec<(IpAddr, u8)>,
+}
+
+impl CallbackPolicy {
+    /// Parses the two lists; an entry that is no host name (or `*.name`), address or CIDR
+    /// block is an error naming it.
+    pub fn new(hosts: &[String], networks: &[String]) -> Result<Self, String> {
+        let hosts = hosts
+            .iter()
+            .map(|h| {
+                let h = h.to_ascii_lowercase();
+                let name = h.strip_prefix("*.").unwrap_or(&h);
+                let ok = !name.is_empty()
+                    && name
+                        .split('.')
+                        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                if !ok {
+                    return Err(format!("`{h}` is no host name (or *.name)"));
+                }
+                Ok(if h.starts_with("*.") { h[1..].to_owned() } else { h })
+            })
+            .collect::<Result<_, _>>()?;
+        let networks = networks
+            .iter()
+            .map(|n| {
+                let (addr, bits) = n.split_once('/').map_or((n.as_str(), None), |(a, b)| (a, Some(b)));
+                let addr: IpAddr = addr.parse().map_err(|_| format!("`{n}` is no address or CIDR block"))?;
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                let bits = match bits {
+                    None => max,
+                    Some(b) => {
+                        b.parse::<u8>().ok().filter(|&b| b <= max).ok_or_else(|| format!("`{n}`: bad prefix length"))?
+                    }
+                };
+                Ok((addr, bits))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(CallbackPolicy { hosts, networks })
+    }
+
+    /// Whether a URL may be called at all: its name is allowed, or its IP literal is.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let host = url_host(url)?;
+        match host.parse::<IpAddr>() {
+            Ok(ip) if self.allows_addr(ip) => Ok(()),
+            Ok(ip) => Err(format!("{ip} is not a public address and not in webhooks.allowed_networks")),
+            Err(_) if self.allows_name(host) => Ok(()),
+            Err(_) => Err(format!("host `{host}` is not in webhooks.allowed_hosts")),
+        }
+    }
+
+    fn allows_name(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.hosts.is_empty()
+            || self.hosts.iter().any(|h| if h.starts_with('.') { host.ends_with(h.as_str()) } else { *h == host })
+    }
+
+    /// Whether a request may go to this address.
+    pub fn allows_addr(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        is_public(ip) || self.networks.iter().any(|&(net, bits)| in_network(ip, net, bits))
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o0 == 0
+                || (o0 == 100 && (64..128).contains(&o1))
+                || o0 >= 240)
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || s0 == 0x2001 && a.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 /// The status name a webhook carries.
@@ -235,12 +363,50 @@ mod tests {
         assert!(check_url("http://example.com").is_ok());
         assert!(check_url("http://example.com?x=1").is_ok());
         assert!(check_url("ftp://example.com").is_err());
-        assert!(check_url("https://example.com").is_err());
+        assert!(check_url("https://example.com:8443/h").is_ok());
         assert!(check_url("http://").is_err());
         assert!(check_url("http://u:p@example.com/").is_err());
         assert!(check_url("http://exa mple.com/").is_err());
         assert!(check_url("http://example.com:x/").is_err());
         assert!(check_url(&format!("http://example.com/{}", "a".repeat(MAX_URL))).is_err());
+    }
+
+    #[test]
+    fn callbacks_reach_public_addresses_and_what_is_allowed_only() {
+        let open = CallbackPolicy::default();
+        assert!(open.check("https://hooks.example.com/x").is_ok(), "any name by default");
+        assert!(open.check("http://93.184.216.34/x").is_ok());
+        for internal in [
+            "http://127.0.0.1:8080/",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.5.5/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]:80/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(open.check(internal).is_err(), "{internal}");
+        }
+        let p = CallbackPolicy::new(
+            &["hooks.example.com".into(), "*.acme.test".into()],
+            &["127.0.0.0/8".into(), "fd00::/8".into()],
+        )
+        .unwrap();
+        assert!(p.check("http://127.0.0.1:9/").is_ok());
+        assert!(p.check("http://[fd00::5]/").is_ok());
+        assert!(p.check("http://10.0.0.1/").is_err());
+        assert!(p.check("https://HOOKS.example.com/").is_ok());
+        assert!(p.check("https://a.b.acme.test/").is_ok());
+        assert!(p.check("https://acme.test.evil.com/").is_err());
+        assert!(p.check("https://other.example.com/").is_err());
+        assert!(p.allows_addr("127.9.9.9".parse().unwrap()) && !p.allows_addr("192.168.1.1".parse().unwrap()));
+        assert!(CallbackPolicy::new(&["bad host".into()], &[]).is_err());
+        assert!(CallbackPolicy::new(&[], &["10.0.0.0/33".into()]).is_err());
+        assert!(CallbackPolicy::new(&[], &["nonsense".into()]).is_err());
     }
 
     #[test]

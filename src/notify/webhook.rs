@@ -14,7 +14,7 @@
 //! a clock and a tick, and the webhooks of those messages are its next work.
 #![allow(clippy::disallowed_methods)] // a side thread: blocking waits are its job
 
-use super::outbox::{backoff_ms, OutboxEntry};
+use super::outbox::{backoff_ms, CallbackPolicy, OutboxEntry};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientConfig, InboundConfig, WebhooksConfig};
 use crate::ids::ClientId;
@@ -73,13 +73,7 @@ impl WebhookSender {
     ) -> std::io::Result<Self> {
         let secrets: HashMap<ClientId, String> =
             clients.iter().filter_map(|c| c.webhook_secret.clone().map(|s| (c.name.clone(), s))).collect();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(Duration::from_millis(cfg.connect_timeout_ms)))
-            .timeout_global(Some(Duration::from_millis(cfg.request_timeout_ms)))
-            .build()
-            .into();
+        let agent = agent(cfg)?;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let sender = Worker {
             outbox,
@@ -119,6 +113,70 @@ impl WebhookSender {
 impl Drop for WebhookSender {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The sender's HTTP client: its timeouts, no redirects (a redirect could lead anywhere), the
+/// root certificates of `webhooks.ca_file` (else Mozilla's), and a resolver that drops every
+/// address [`CallbackPolicy`] refuses, so that a name that resolves to an internal address
+/// (or is re-pointed there after the URL was checked) is never called.
+fn agent(cfg: &WebhooksConfig) -> std::io::Result<ureq::Agent> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let policy = CallbackPolicy::new(&cfg.allowed_hosts, &cfg.allowed_networks).map_err(invalid)?;
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path)?;
+        let certs = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("webhooks.ca_file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(invalid(format!("webhooks.ca_file {}: no certificate in it", path.display())));
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+        .timeout_global(Some(Duration::from_millis(cfg.request_timeout_ms)))
+        .tls_config(tls.build())
+        .build();
+    let connector = ureq::unversioned::transport::DefaultConnector::default();
+    Ok(ureq::Agent::with_parts(config, connector, AllowedOnly { policy, inner: Default::default() }))
+}
+
+/// A resolver that keeps the addresses the callback policy allows.
+#[derive(Debug)]
+struct AllowedOnly {
+    policy: CallbackPolicy,
+    inner: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for AllowedOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let all = self.inner.resolve(uri, config, timeout)?;
+        let mut kept = self.empty();
+        for addr in all.iter().filter(|a| self.policy.allows_addr(a.ip())) {
+            kept.push(*addr);
+        }
+        if kept.is_empty() {
+            let why = format!(
+                "{} resolves to no allowed address (not public, not in webhooks.allowed_networks)",
+                uri.host().unwrap_or("")
+            );
+            return Err(ureq::Error::Other(why.into()));
+        }
+        Ok(kept)
     }
 }
 
