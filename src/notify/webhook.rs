@@ -18,7 +18,7 @@ use super::outbox::{backoff_ms, CallbackPolicy, OutboxEntry};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientConfig, InboundConfig, WebhooksConfig};
 use crate::ids::ClientId;
-use crate::state::store::{Op, OutboxRead};
+use crate::state::store::{Op, OpOutcome, OutboxRead, StoreError};
 use crate::state::writer::StateHandle;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_lite::future::block_on;
@@ -257,6 +257,9 @@ impl<C: Clock> Worker<C> {
         // of the tick are rescheduled without a request, so a dead or hanging receiver costs
         // one timeout per tick, not one per event, and the other receivers' events go on.
         let mut unreachable: HashSet<String> = HashSet::new();
+        // Each result goes to the writer at once and is awaited after the tick's posts, so
+        // the tick's settlements share one commit instead of a sync per event.
+        let mut settling = Vec::with_capacity(n);
         for entry in due {
             if !matches!(stopped.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
                 break;
@@ -270,7 +273,15 @@ impl<C: Clock> Worker<C> {
             if matches!(attempt, Attempt::Failed { unreachable: true, .. }) {
                 unreachable.insert(host.to_owned());
             }
-            self.settle(&entry, attempt);
+            settling.push((entry.event_id.clone(), self.settle(&entry, attempt)));
+        }
+        for (event, settled) in settling {
+            if let Err(e) = block_on(settled) {
+                // Not recorded: the entry stays as it was and is attempted again (at least once).
+                if let Some(suppressed) = crate::observe::events::log_due("", "webhook_settle") {
+                    tracing::warn!(%event, error = %e, suppressed, "webhook result not recorded");
+                }
+            }
         }
         n
     }
@@ -292,8 +303,12 @@ impl<C: Clock> Worker<C> {
         }
     }
 
-    /// Records the result of one attempt through the writer.
-    fn settle(&self, entry: &OutboxEntry, attempt: Attempt) {
+    /// Hands the result of one attempt to the writer; the future resolves once it is durable.
+    fn settle(
+        &self,
+        entry: &OutboxEntry,
+        attempt: Attempt,
+    ) -> impl std::future::Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
         let op = match attempt {
             Attempt::Delivered => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -321,12 +336,7 @@ impl<C: Clock> Worker<C> {
                 }
             }
         };
-        if let Err(e) = block_on(self.state.webhook(op)) {
-            // Not recorded: the entry stays as it was and is attempted again (at least once).
-            if let Some(suppressed) = crate::observe::events::log_due("", "webhook_settle") {
-                tracing::warn!(event = %entry.event_id, error = %e, suppressed, "webhook result not recorded");
-            }
-        }
+        self.state.webhook(op)
     }
 
     fn post(&self, entry: &OutboxEntry, now_ms: u64) -> Attempt {
