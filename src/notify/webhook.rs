@@ -449,6 +449,98 @@ mod tests {
         (worker, writer, now, dir)
     }
 
+    /// What a test receiver got: (event id, status answered), in order.
+    type Got = Arc<std::sync::Mutex<Vec<(String, u16)>>>;
+
+    /// A real HTTP receiver (a std listener on a thread) that answers 503 to its first
+    /// `fail_first` requests and 204 after; it keeps the order of what it got.
+    fn flaky_receiver(fail_first: usize) -> (String, Got) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/h", listener.local_addr().unwrap());
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut writer = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let (mut len, mut event) = (0, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap_or(("", ""));
+                        match k.trim().to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap_or(0),
+                            "x-smsgate-event-id" => event = v.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let mut got = seen.lock().unwrap();
+                    let status = if got.len() < fail_first { 503 } else { 204 };
+                    got.push((event, status));
+                    drop(got);
+                    let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if writer.write_all(head.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (url, got)
+    }
+
+    /// A receiver that fails the first 3 attempts, then takes the event: with a driven clock
+    /// (no sleeps) the attempts come exactly when the backoff says (1 s, 2 s, 4 s, ±20 %),
+    /// never before, and the event is delivered once.
+    #[test]
+    fn retries_are_spaced_as_configured_until_the_receiver_takes_the_event() {
+        let (url, got) = flaky_receiver(3);
+        let cfg = WebhooksConfig {
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            request_timeout_ms: 5_000,
+            ..WebhooksConfig::default()
+        };
+        let (worker, writer, now, _dir) = setup(&url, 1, cfg);
+        let (_keep, stopped) = crossbeam_channel::bounded::<()>(1);
+        let next_at = |w: &Worker<Driven>| w.outbox.due_webhooks(u64::MAX, 1).unwrap()[0].next_at_ms;
+        let mut at = 2_000;
+        for (attempt, base) in [(1, 1_000), (2, 2_000), (3, 4_000)] {
+            assert_eq!(worker.tick(&stopped), 1, "attempt {attempt} is due at {at}");
+            let next = next_at(&worker);
+            let gap = next - at;
+            assert!(
+                (base * 8 / 10..=base * 12 / 10).contains(&gap),
+                "after attempt {attempt}: {gap} ms, want {base} ± 20 %"
+            );
+            now.store(next - 1, Ordering::SeqCst);
+            assert_eq!(worker.tick(&stopped), 0, "nothing 1 ms before the retry is due");
+            now.store(next, Ordering::SeqCst);
+            at = next;
+        }
+        assert_eq!(worker.tick(&stopped), 1);
+        assert_eq!(worker.outbox.pending().unwrap(), 0, "taken: gone from the outbox");
+        now.store(at + 3_600_000, Ordering::SeqCst);
+        assert_eq!(worker.tick(&stopped), 0, "never sent again");
+        let got = got.lock().unwrap().clone();
+        let statuses: Vec<u16> = got.iter().map(|(_, s)| *s).collect();
+        assert_eq!(statuses, [503, 503, 503, 204]);
+        assert!(got.iter().all(|(e, _)| e == &got[0].0), "one event id on every attempt: {got:?}");
+        let s = &worker.stats;
+        assert_eq!([&s.attempts, &s.retried, &s.delivered].map(|c| c.load(Ordering::Relaxed)), [4, 3, 1]);
+        drop(worker);
+        writer.shutdown().unwrap();
+    }
+
     /// A receiver that refuses connections: retries are spaced by the backoff (driven clock,
     /// no sleeps), then the event is given up at its max age and counted.
     #[test]
