@@ -389,3 +389,35 @@ fn a_name_resolving_to_an_internal_address_is_never_called() {
     assert!(receiver.got().is_empty(), "an internal address was called: {:?}", receiver.got());
     gw.terminate();
 }
+
+/// A dead receiver under a burst of receipts: the client's outbox share holds
+/// (`max_pending_per_client`), every event ends counted as overflowed or failed (after
+/// `max_age_s`), and the metrics show pending, retried and failed events on the way.
+#[test]
+fn a_dead_receiver_fills_only_its_share_and_every_event_is_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let dead = format!("http://127.0.0.1:{}/dead", free_port());
+    let settings =
+        "poll_interval_ms = 50\nretry_initial_ms = 100\nretry_max_ms = 200\nmax_age_s = 2\nmax_pending_per_client = 20";
+    let gw = Gateway::start(dir.path(), &config(sim.port, &dead, "[\"final\"]", settings));
+    let agent = agent();
+    let ids: Vec<String> =
+        (0..100).map(|i| submit_ok(&agent, &gw, HOOK_KEY, &message(&format!("+4915100002{i:03}"), "100"))).collect();
+    let mut max_pending = 0.0f64;
+    wait_until(30, "every event overflowed or failed", || {
+        let m = metric_values(&agent, &gw);
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        max_pending = max_pending.max(get("smsgate_webhooks_pending"));
+        get("smsgate_webhooks_overflow_total") + get("smsgate_webhooks_failed_total") >= 100.0
+            && get("smsgate_webhooks_pending") == 0.0
+    });
+    wait_delivered(&agent, &gw, HOOK_KEY, &ids);
+    let m = metric_values(&agent, &gw);
+    assert!(max_pending <= 20.0, "the share held: {max_pending} pending at most");
+    assert_eq!(m["smsgate_webhooks_overflow_total"] + m["smsgate_webhooks_failed_total"], 100.0, "{m:?}");
+    assert!(m["smsgate_webhooks_failed_total"] >= 20.0, "the queued ones failed at max age: {m:?}");
+    assert!(m["smsgate_webhooks_retried_total"] >= 20.0, "each was retried before: {m:?}");
+    assert_eq!(m["smsgate_webhooks_delivered_total"], 0.0);
+    gw.terminate();
+}
