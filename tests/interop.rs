@@ -2,12 +2,16 @@
 //! (`tests/interop/smsc.js`, npm package `smpp` pinned in `tests/interop/package.json`), on
 //! loopback. Bind, submit short, long and UCS-2 texts under each `long_messages` mode, and
 //! receipts: every message reaches `delivered`, and the SMSC's own decoder sees the
-//! data_coding, esm_class, UDH and text that smsgate meant to send.
+//! data_coding, esm_class, UDH and text that smsgate meant to send. And inbound messages (MO)
+//! encoded by node-smpp (GSM 03.38, UCS-2, a UDH-concatenated pair) reach the routed client's
+//! `mo_url` with the text node-smpp meant.
 // Test clients are plain threads, not shards: blocking sleeps while polling are fine here.
 #![allow(clippy::disallowed_methods)]
 
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use node::NodeSmsc;
@@ -160,4 +164,50 @@ fn payload_long_messages_go_whole_in_message_payload() {
     let short = Expect { segments: 1, parts: 1, data_coding: 0, udh_bits: None, payload: false };
     check_message(&a, &gw, &smsc, "+4915100000022", "short stays in short_message", short);
     assert!(gw.terminate().success());
+}
+
+/// MO encoded by node-smpp's own encoder: smsgate answers ESME_ROK to each and posts the
+/// decoded text to the routed client.
+#[test]
+fn inbound_messages_from_node_smpp_are_decoded_and_posted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smsc = NodeSmsc::start(50);
+    let hooks = receiver::Receiver::start(0, 0, false);
+    let cfg = GatewayConfig {
+        extra_config: "[webhooks]\npoll_interval_ms = 50\nallowed_networks = [\"127.0.0.1\"]\n".into(),
+        client_extra: format!("mo_url = \"{}\"\n", hooks.url("/mo")),
+        rules_extra: "[[mo_routes]]\nto = \"4000\"\nclient = \"acme\"\n".into(),
+        ..GatewayConfig::one_link(smsc.port)
+    };
+    let gw = Gateway::start(dir.path(), &cfg);
+    let base = json!({"source_addr": "4915112345678", "destination_addr": "4000"});
+    let with = |extra: Value| {
+        let mut m = base.clone();
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m
+    };
+    smsc.send_mo("gsm", with(json!({"data_coding": 0, "short_message": "Hello from node-smpp @ 10:00"})));
+    smsc.send_mo("ucs2", with(json!({"data_coding": 8, "short_message": "Grüße, Привет ✓"})));
+    // Part 2 first: a concatenated pair with an 8-bit reference.
+    for (seq, text) in [(2, "second half."), (1, "First half, ")] {
+        let udh = format!("050003aa02{seq:02x}");
+        smsc.send_mo(
+            &format!("part{seq}"),
+            with(json!({"esm_class": 0x40, "data_coding": 0, "short_message": {"udh": udh, "message": text}})),
+        );
+    }
+    smsc.wait_for(10, "smsgate answered the four deliver_sm", |s| s.events("mo_resp").len() == 4);
+    for r in smsc.events("mo_resp") {
+        assert_eq!(r["command_status"], 0, "{r}");
+    }
+    let texts = || -> BTreeSet<String> {
+        hooks.delivered().iter().map(|r| r.json()["text"].as_str().unwrap_or("").to_owned()).collect()
+    };
+    wait_until(10, "three messages posted", || texts().len() == 3);
+    let want: BTreeSet<String> = ["Hello from node-smpp @ 10:00", "Grüße, Привет ✓", "First half, second half."]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(texts(), want);
+    gw.terminate();
 }

@@ -11,6 +11,11 @@
 //    "octets" (user data, UDH included), "text" (decoded, UDH removed)}
 //   {"event":"deliver_sm", "message_id", "command_status"}   (once the ESME answered it)
 //   {"event":"unbind"}
+//   {"event":"mo_resp", "id", "command_status"}   (the ESME's answer to an MO sent on request)
+// On stdin it takes one JSON object a line, {"id": ..., "mo": {deliver_sm fields}}: it sends
+// that deliver_sm (an inbound message; node-smpp encodes a string short_message by its
+// data_coding, and {"udh": "hex of the whole UDH", "message": text} as UDH and text) on the first
+// receiving session.
 // It accepts any bind, answers each submit_sm with a new id and, for registered_delivery,
 // sends an SMPP 3.4 appendix B receipt (esm_class 4, with receipted_message_id and
 // message_state TLVs) after DLR_DELAY_MS. Each part of a concatenated message is a submit_sm
@@ -86,12 +91,17 @@ function receipt(session, submit, messageId, text) {
   }, (resp) => log({ event: 'deliver_sm', message_id: messageId, command_status: resp.command_status }));
 }
 
+// Sessions that may get deliver_sm, in bind order.
+const receiving = [];
+
 const server = smpp.createServer((session) => {
   session.on('error', (err) => log({ event: 'error', message: String(err) }));
+  session.on('close', () => receiving.splice(receiving.indexOf(session) >>> 0, 1));
   for (const command of ['bind_transceiver', 'bind_transmitter', 'bind_receiver']) {
     session.on(command, (pdu) => {
       log({ event: 'bind', command, system_id: pdu.system_id });
       session.send(pdu.response({ system_id: 'node-smpp' }));
+      if (command !== 'bind_transmitter') receiving.push(session);
     });
   }
   session.on('enquire_link', (pdu) => session.send(pdu.response()));
@@ -133,7 +143,17 @@ server.listen(port, '127.0.0.1', () => {
   process.stdout.write(`listening ${server.address().port}\n`);
 });
 
+function sendMo(line) {
+  const { id, mo } = JSON.parse(line);
+  const session = receiving[0];
+  if (!session) return log({ event: 'mo_resp', id, command_status: null, error: 'no receiving session' });
+  if (mo.short_message && mo.short_message.udh) {
+    mo.short_message = { udh: Buffer.from(mo.short_message.udh, 'hex'), message: mo.short_message.message };
+  }
+  session.deliver_sm(mo, (resp) => log({ event: 'mo_resp', id, command_status: resp.command_status }));
+}
+
 // The test closes stdin or kills us: either way, stop.
+require('readline').createInterface({ input: process.stdin }).on('line', (line) => line.trim() && sendMo(line));
 process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
 process.on('SIGTERM', () => process.exit(0));

@@ -40,8 +40,9 @@ fn ensure_node_modules() {
 pub struct NodeSmsc {
     pub port: u16,
     child: Child,
-    /// Kept open: the script exits when its stdin ends, so it never outlives the test.
-    _stdin: ChildStdin,
+    /// Kept open: the script exits when its stdin ends, so it never outlives the test. MO
+    /// requests go this way ([`NodeSmsc::send_mo`]).
+    stdin: ChildStdin,
     events: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -80,7 +81,15 @@ impl NodeSmsc {
             .strip_prefix("listening ")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected smsc.js banner {line:?}"));
-        NodeSmsc { port, child, _stdin: stdin, events }
+        NodeSmsc { port, child, stdin, events }
+    }
+
+    /// Has node-smpp send a deliver_sm with these fields (an MO) on its first receiving
+    /// session; its answer comes as a `mo_resp` event with this `id`.
+    pub fn send_mo(&mut self, id: &str, fields: Value) {
+        use std::io::Write;
+        let line = serde_json::json!({"id": id, "mo": fields}).to_string();
+        writeln!(self.stdin, "{line}").and_then(|()| self.stdin.flush()).expect("write to smsc.js");
     }
 
     /// Every event so far with `"event": kind`.
