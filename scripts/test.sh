@@ -15,6 +15,9 @@ echo "== test dependencies"
 # policy.time_zone; node + npm for the node-smpp interoperability SMSC; openssl for a test CA.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 [ -e /usr/share/zoneinfo/Europe/Berlin ] || apt_install tzdata
+# PostgreSQL server binaries (initdb, pg_ctl) for the history tests, which start their own
+# server in a temporary directory (as the OS user postgres when run as root).
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || apt_install postgresql
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # openssl makes the test CA and certificate of the https webhook receiver (tests/webhooks.rs).

@@ -47,7 +47,8 @@ use std::time::Instant;
 /// Runs the node until SIGINT/SIGTERM (or `trigger`), then drains and returns.
 ///
 /// Shutdown order: stop accepting; finish in-flight requests; unbind SMPP sessions; stop the
-/// webhook sender (pending events stay in the outbox); flush the state store.
+/// webhook sender (pending events stay in the outbox); stop history (events not yet in
+/// PostgreSQL go to a spill file); flush the state store.
 pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) -> Result<(), String> {
     let cfg = &loaded.config;
     crate::observe::metrics::set_enabled(cfg.metrics.enabled);
@@ -67,6 +68,11 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         WebhookSender::spawn(outbox, state.clone(), &cfg.clients, &cfg.webhooks, &cfg.inbound, webhook_stats)
             .map_err(|e| format!("starting the webhook sender: {e}"))?;
     crate::observe::metrics::set_webhooks(webhooks.stats());
+    let history = cfg.history.as_ref().map(crate::history::History::start).transpose()?;
+    let history_queries = history.as_ref().map_or_else(crate::history::query::Queries::disabled, |h| h.queries());
+    if history.is_some() {
+        tracing::info!("message history on PostgreSQL is on");
+    }
 
     let cpus = shards::executor::cpus((!cfg.shards.cpus.is_empty()).then_some(cfg.shards.cpus.as_slice()))
         .map_err(|e| format!("shards.cpus: {e}"))?;
@@ -105,6 +111,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
         let blacklist_reload = blacklist_reload.clone();
         let (clients, mo_router, inbound_hub) = (clients.clone(), mo_router.clone(), inbound_hub.clone());
         let callbacks = callbacks.clone();
+        let history_queries = history_queries.clone();
         let (links, auth, mesh, state, rules, receipt_hub) =
             (links.clone(), auth.clone(), mesh.clone(), state.clone(), rules.clone(), receipt_hub.clone());
         async move {
@@ -210,6 +217,7 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
             let settings = Rc::new(HttpSettings {
                 max_body_bytes,
                 header_read_timeout,
+                history: history_queries,
                 admin: Admin {
                     api_key: admin_key,
                     reload: Box::new(move || {
@@ -235,6 +243,11 @@ pub fn run(loaded: Loaded, trigger: ShutdownTrigger, hangups: Arc<AtomicU64>) ->
     });
     // After the shards (no more receipts), before the writer it settles its entries through.
     webhooks.shutdown();
+    // After every producer of events (shards, webhook sender): what is left goes to
+    // PostgreSQL or to a spill file.
+    if let Some(h) = history {
+        h.shutdown();
+    }
     let flushed = writer.shutdown();
     result.map_err(|e| e.to_string())?;
     flushed.map_err(|e| format!("flushing the state store: {e}"))?;

@@ -1,6 +1,7 @@
 //! `config/smsgate.toml` (the node) and `smpp_rules.toml` (links), read and validated at
 //! start-up. Every error names the file, the key and the reason; unknown keys are errors.
 
+use crate::history::config::HistoryConfig;
 use crate::ids::{ClientId, LinkId};
 use crate::pipeline::limit::config::{ClientLimits, RedisConfig};
 use crate::pipeline::policy::config::{ClientPolicy, PolicyConfig};
@@ -65,6 +66,9 @@ pub struct Config {
     /// Inbound messages (MO): reassembly of concatenated parts (`[inbound]`).
     #[serde(default)]
     pub inbound: InboundConfig,
+    /// Message history on PostgreSQL (`[history]`); absent: off.
+    #[serde(default)]
+    pub history: Option<HistoryConfig>,
     /// API clients. At least one is required.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -650,6 +654,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
         if !ca.is_file() {
             return Err(invalid(f, "webhooks.ca_file", format!("{} is not a readable file", ca.display())));
         }
+    }
+    if let Some((key, reason)) = c.history.as_ref().and_then(HistoryConfig::invalid) {
+        return Err(invalid(f, format!("history.{key}"), reason));
     }
     if c.clients.is_empty() {
         return Err(invalid(f, "clients", "at least one [[clients]] entry is required"));

@@ -111,12 +111,15 @@ impl Inbound for InboundHandler {
         crate::observe::events::receipt(link, r.status);
         let state = self.state.clone();
         let receipts = self.receipts.clone();
-        // A copy for the watchers only when there are any.
-        let copy = receipts.anyone_watching().then(|| r.clone());
+        // A copy for the watchers and for history, only when either wants it.
+        let copy = (receipts.anyone_watching() || crate::history::enabled()).then(|| r.clone());
         Box::pin(async move {
             match state.receipt(r).await {
                 Ok(OpOutcome::ReceiptApplied(id, client)) => {
-                    if let Some(r) = copy {
+                    if let Some(r) = copy.as_ref().filter(|_| crate::history::enabled()) {
+                        crate::observe::events::history_receipt(id, client.clone(), r);
+                    }
+                    if let Some(r) = copy.filter(|_| receipts.anyone_watching()) {
                         receipts.publish(ReceiptEvent { client, id, receipt: r });
                     }
                     CommandStatus::ROK

@@ -10,10 +10,12 @@
 //! - [`notify`]: what clients hear after the fact: the live receipt stream (gRPC).
 //! - [`state`]: lifecycle records, the backend contract, the embedded store, group commit.
 //! - [`observe`]: logs, shard-local metrics merged on read, dashboard JSON, Prometheus.
+//! - [`history`]: every message event to PostgreSQL (side threads, spill files), history API.
 //! - [`ids`], [`clock`]: typed identifiers and the injected clock.
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod history;
 pub mod ids;
 pub mod inbound;
 pub mod ingress;

@@ -156,7 +156,19 @@ impl Pipeline {
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
     pub async fn submit_json(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
-        let req = parse::parse_submit(body).map_err(|e| events::refused(e.into()))?;
+        let req = match parse::parse_submit(body) {
+            Ok(req) => req,
+            Err(e) => {
+                let r = Rejection::Parse(e);
+                // History keeps a refusal only for a client it can name.
+                if crate::history::enabled() {
+                    if let Ok(client) = self.authenticate(authorization) {
+                        events::history_refused(client, None, &r, self.clock.now_ms());
+                    }
+                }
+                return Err(events::refused(r));
+            }
+        };
         let client = self.authenticate(authorization).map_err(events::refused)?;
         self.submit(client, req).await
     }
@@ -179,7 +191,12 @@ impl Pipeline {
             })?;
         }
         let started = Instant::now();
-        events::finished(started, self.stages(client, req).await)
+        let who = crate::history::enabled().then(|| (client.clone(), req.to.to_string()));
+        let result = self.stages(client, req).await;
+        if let (Some((client, to)), Err(r)) = (who, &result) {
+            events::history_refused(client, Some(to), r, self.clock.now_ms());
+        }
+        events::finished(started, result)
     }
 
     async fn stages(&self, client: ClientId, req: SubmitRequest) -> Result<Submitted, Rejection> {
@@ -302,11 +319,15 @@ impl Pipeline {
             segments: record.segments,
             client_ref: record.client_ref.clone(),
         };
+        let history = crate::history::enabled().then(|| events::history_recorded(&record));
         if let Err(e) = self.state.put(record).await {
             if let Some(suppressed) = events::log_due("", "record_not_kept") {
                 tracing::error!(%id, error = %e, suppressed, "record not kept; the client gets no id");
             }
             return Err(Rejection::State(e));
+        }
+        if let Some(history) = history {
+            events::history_emit(history);
         }
         match outcome {
             record::Outcome::Submitted => Ok(answer),

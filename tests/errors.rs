@@ -124,6 +124,11 @@ fn a_client_cannot_read_another_clients_message() {
     let id = v["id"].as_str().unwrap();
     assert_eq!(get_message(&a, &gw, API_KEY, id).0, 200);
     assert_error(get_message(&a, &gw, OTHER_KEY, id), 404, "message_not_found", None);
+    // Without [history], the history endpoints say so (history_disabled), whatever the key.
+    for path in ["/api/v1/history/messages", "/api/v1/history/usage?bucket=day"] {
+        let mut r = a.get(&gw.url(path)).header("Authorization", &format!("Bearer {API_KEY}")).call().unwrap();
+        assert_error((r.status().as_u16(), r.body_mut().read_json().unwrap()), 404, "history_disabled", None);
+    }
 }
 
 /// 502 SMSC refused (with the command_status, the record kept), 504 no answer in time
@@ -200,4 +205,17 @@ fn a_bad_config_names_file_and_key_and_exits_non_zero() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules.toml") && err.contains("links.100.esme_rate"), "{err}");
+
+    std::fs::write(
+        &config,
+        format!("[history]\ndestination = \"hashed\"\npostgres_url = \"host=/tmp\"\n[[clients]]\nname = \"a\"\napi_key = \"{API_KEY}\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(["--config", config.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("history.destination_key"), "{err}");
 }

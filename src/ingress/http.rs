@@ -9,10 +9,12 @@
 //! | GET, DELETE | /api/v1/campaigns/{id} | a campaign; cancel it |
 //! | GET | /healthz | liveness and bound sessions per link |
 //! | GET | /api/v1/dashboard/stats, /api/v1/dashboard/smpp-links, /metrics | docs/metrics.md |
+//! | GET | /api/v1/history/messages, /api/v1/history/usage | history on PostgreSQL (`history::query`) |
 
 use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
+use crate::history::query::{self as history_query, Queries, Viewer};
 use crate::ids::ClientId;
 use crate::observe::dashboard;
 use crate::pipeline::policy::{self, blacklist::ReloadHandle};
@@ -37,6 +39,8 @@ use std::time::Duration;
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
+    /// The history read side (disabled without `[history]`: 404 `history_disabled`).
+    pub history: Queries,
     pub admin: Admin,
 }
 
@@ -182,6 +186,9 @@ async fn route(
             let router = pipeline.router();
             dashboard::links_response(router.links(), router.pools())
         }),
+        (&Method::GET, ["api", "v1", "history", kind @ ("messages" | "usage")]) => {
+            history(&req, kind, pipeline, settings).await
+        }
         (&Method::GET, ["metrics"]) => Ok(dashboard::metrics_response(&pipeline.links(), pipeline.limit_stats())),
         (_, ["api", "v1", "messages"])
         | (_, ["api", "v1", "messages", _])
@@ -239,6 +246,33 @@ fn admin_only(req: &Request<Incoming>, admin: &Admin) -> Result<(), HttpError> {
         return Err(HttpError::AdminUnauthorized);
     }
     Ok(())
+}
+
+/// `GET /api/v1/history/{messages,usage}`: the admin key sees every client, a client key its
+/// own messages only.
+async fn history(
+    req: &Request<Incoming>,
+    kind: &str,
+    pipeline: &Pipeline,
+    settings: &HttpSettings,
+) -> Result<Response<Full<Bytes>>, ErrorReply> {
+    let queries = &settings.history;
+    if !queries.is_enabled() {
+        return Err(history_query::HistoryError::Disabled.into());
+    }
+    let auth = req.headers().get(AUTHORIZATION);
+    let bearer = auth.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let viewer = match (&settings.admin.api_key, bearer) {
+        (Some(admin), Some(given)) if admin == given => Viewer::Admin,
+        _ => Viewer::Client(pipeline.authenticate(auth.map(|v| v.as_bytes()))?),
+    };
+    let (query, now) = (req.uri().query(), history_query::now_ms());
+    let answer = if kind == "messages" {
+        queries.messages(history_query::parse_messages(&viewer, query, now, queries.max_page())?).await?
+    } else {
+        queries.usage(history_query::parse_usage(&viewer, query, now)?).await?
+    };
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 /// `{"status":"ok","links":{"100":{"sessions":2,"sessions_bound":2}}}`: the process is up; each

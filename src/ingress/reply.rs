@@ -1,6 +1,7 @@
 //! The one table from every refusal to its HTTP answer: status, stable `code`, message,
 //! field, Retry-After. docs/errors.md lists the same table for clients.
 
+use crate::history::query::HistoryError;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::policy::blacklist::ReloadError;
 use crate::pipeline::policy::campaign::CampaignError;
@@ -134,6 +135,38 @@ impl From<HttpError> for ErrorReply {
             HttpError::BodyRead => {
                 ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_body", "request body could not be read")
             }
+        }
+    }
+}
+
+impl From<HistoryError> for ErrorReply {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Disabled => ErrorReply::new(
+                StatusCode::NOT_FOUND,
+                "history_disabled",
+                "message history is off: configure [history] with a PostgreSQL postgres_url",
+            ),
+            HistoryError::InvalidParameter { field, message } => ErrorReply {
+                field: Some(field.into()),
+                ..ErrorReply::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("`{field}` {message}"))
+            },
+            HistoryError::Forbidden => ErrorReply {
+                field: Some("client".into()),
+                ..ErrorReply::new(StatusCode::FORBIDDEN, "history_forbidden", "a client key sees its own history only")
+            },
+            HistoryError::Unavailable(reason) => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "history_unavailable",
+                    format!("PostgreSQL did not answer: {reason}"),
+                )
+            },
+            HistoryError::Busy => ErrorReply {
+                retry_after_s: Some(1),
+                ..ErrorReply::new(StatusCode::SERVICE_UNAVAILABLE, "history_busy", "too many history queries waiting")
+            },
         }
     }
 }

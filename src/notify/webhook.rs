@@ -312,6 +312,11 @@ impl<C: Clock> Worker<C> {
         let op = match attempt {
             Attempt::Delivered => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                if crate::history::enabled() {
+                    let event = entry.event_id.rsplit('.').next().unwrap_or("").to_owned();
+                    let (id, client) = (entry.message_id, entry.client.clone());
+                    crate::observe::events::history_webhook(id, client, true, event, self.clock.now_ms());
+                }
                 Op::WebhookDone(entry.seq)
             }
             Attempt::Failed { why, .. } => {
@@ -320,6 +325,11 @@ impl<C: Clock> Worker<C> {
                 if age_ms >= self.cfg.max_age_s.saturating_mul(1_000) {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(event = %entry.event_id, client = %entry.client, attempts = entry.attempts + 1, reason = %why, "webhook given up after its max age");
+                    if crate::history::enabled() {
+                        let event = entry.event_id.rsplit('.').next().unwrap_or("");
+                        let (id, client) = (entry.message_id, entry.client.clone());
+                        crate::observe::events::history_webhook(id, client, false, format!("{event}: {why}"), now);
+                    }
                     Op::WebhookFailed(entry.seq)
                 } else {
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);

@@ -50,7 +50,61 @@ pub fn stats_response(limits: LimitStats) -> Response<Full<Bytes>> {
         "local_grants": limits.local_grants,
         "live_nodes": limits.live_nodes,
     });
+    if let Some(h) = crate::history::stats() {
+        let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        doc["history"] = json!({
+            "up": get(&h.up) == 1,
+            "written": get(&h.written),
+            "backlog_memory": get(&h.backlog_memory),
+            "backlog_spilled": get(&h.backlog_spilled),
+            "spill_bytes": get(&h.spill_bytes),
+            "dropped": get(&h.dropped_queue_full) + get(&h.dropped_spill_full) + get(&h.dropped_expired) + get(&h.dropped_corrupt),
+        });
+    }
     json_response(&doc)
+}
+
+/// The `smsgate_history_*` series.
+fn history_series(out: &mut String, h: &crate::history::HistoryStats) {
+    let plain: [(&str, &str, &str, &AtomicU64); 8] = [
+        ("smsgate_history_up", "gauge", "1 while the history writer's last attempt reached PostgreSQL.", &h.up),
+        ("smsgate_history_emitted_total", "counter", "History events queued by the shards and threads.", &h.emitted),
+        ("smsgate_history_written_total", "counter", "History rows inserted into PostgreSQL.", &h.written),
+        (
+            "smsgate_history_duplicates_total",
+            "counter",
+            "History events written again after a retry or restart and not inserted twice.",
+            &h.duplicates,
+        ),
+        ("smsgate_history_batches_total", "counter", "History batches committed.", &h.batches),
+        ("smsgate_history_write_errors_total", "counter", "Failed history write attempts.", &h.write_errors),
+        ("smsgate_history_spilled_total", "counter", "History events written to spill files.", &h.spilled),
+        ("smsgate_history_spill_bytes", "gauge", "Bytes of history spill files on disk.", &h.spill_bytes),
+    ];
+    for (name, kind, help, v) in plain {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
+    family(out, "smsgate_history_backlog_events", "gauge", "History events not yet in PostgreSQL, by where they wait.");
+    let _ = writeln!(
+        out,
+        "smsgate_history_backlog_events{{where=\"memory\"}} {}",
+        h.backlog_memory.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "smsgate_history_backlog_events{{where=\"spill\"}} {}",
+        h.backlog_spilled.load(Ordering::Relaxed)
+    );
+    family(out, "smsgate_history_dropped_total", "counter", "History events dropped, by reason.");
+    for (reason, v) in [
+        ("queue_full", &h.dropped_queue_full),
+        ("spill_full", &h.dropped_spill_full),
+        ("expired", &h.dropped_expired),
+        ("corrupt", &h.dropped_corrupt),
+    ] {
+        let _ = writeln!(out, "smsgate_history_dropped_total{{reason=\"{reason}\"}} {}", v.load(Ordering::Relaxed));
+    }
 }
 
 /// `GET /api/v1/dashboard/smpp-links`.
@@ -528,6 +582,10 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
             family(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
+    }
+
+    if let Some(h) = crate::history::stats() {
+        history_series(&mut out, h);
     }
 
     histogram(

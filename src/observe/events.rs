@@ -10,9 +10,14 @@
 //! | [`receipt`] | `inbound` (final receipt) | receipts by status, delivered / failed | — |
 //! | [`session_error`] | `smpp::session` | link errors, last error | the session logs it |
 //! | [`LinkWatch`] | shard 0's publisher, every 250 ms | — | link state change: info / warn |
+//!
+//! With `[history]` on, the same places also hand history events to `crate::history`
+//! ([`history_refused`], [`history_recorded`], [`history_receipt`], [`history_webhook`]):
+//! built only when history is on, sent with `try_send`, never waited for.
 
 use super::metrics::{self, Outcome, Reason, RejectLabel};
-use crate::ids::LinkId;
+use crate::history::{self, EventKind, HistoryEvent};
+use crate::ids::{ClientId, LinkId, MessageId};
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::limit::Layer;
 use crate::pipeline::route::RouteError;
@@ -22,7 +27,9 @@ use crate::smpp::link::{LinkState, LinkTable};
 use crate::smpp::pdu::CommandStatus;
 use crate::smpp::session::SubmitError;
 use crate::state::record::Status;
+use crate::state::record::{MessageRecord, Receipt};
 use crate::state::store::StoreError;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -51,6 +58,75 @@ pub fn refused(r: Rejection) -> Rejection {
     let (outcome, label) = classify(&r);
     metrics::with(|m| m.answer(outcome, label, None, Instant::now()));
     r
+}
+
+/// History: a refusal of `client`'s message to `to` (None before parsing succeeded) that kept
+/// no record. Refusals with a record (the SMSC refused, or did not answer) reach history
+/// through [`history_recorded`]; requests without a valid API key are not attributed.
+pub fn history_refused(client: ClientId, to: Option<String>, r: &Rejection, at_ms: u64) {
+    if matches!(r, Rejection::SmscRejected { .. } | Rejection::SmscTimeout { .. }) {
+        return;
+    }
+    let (_, label) = classify(r);
+    let mut e = HistoryEvent::new(EventKind::Refused, at_ms);
+    e.client = Some(client);
+    e.to = to;
+    e.status = Some(Cow::Borrowed("refused"));
+    if let Some(label) = label {
+        e.layer = Some(Cow::Borrowed(label.layer));
+        e.reason = Some(match label.reason {
+            Reason::Named(n) => Cow::Borrowed(n),
+            other => Cow::Owned(other.to_string()),
+        });
+    }
+    history::emit(e);
+}
+
+/// History events of a record about to be kept: `accepted`, then the submit's result. Built
+/// before the record moves into the store; emitted once it is durable ([`history_emit`]).
+pub fn history_recorded(record: &MessageRecord) -> Vec<HistoryEvent> {
+    record
+        .transitions
+        .iter()
+        .map(|t| {
+            let kind = if t.status == Status::Accepted { EventKind::Accepted } else { EventKind::Submitted };
+            let mut e = HistoryEvent::new(kind, t.at_ms);
+            e.client = Some(record.client.clone());
+            e.message_id = Some(record.id);
+            e.to = Some(record.to.to_string());
+            e.link = Some(record.link.clone());
+            e.status = Some(Cow::Borrowed(status_name(t.status)));
+            e.segments = record.segments;
+            e.detail = t.command_status.map(|s| CommandStatus(s).to_string());
+            e
+        })
+        .collect()
+}
+
+pub fn history_emit(events: Vec<HistoryEvent>) {
+    events.into_iter().for_each(history::emit);
+}
+
+/// History: a final receipt applied to `client`'s message `id`.
+pub fn history_receipt(id: MessageId, client: ClientId, r: &Receipt) {
+    let mut e = HistoryEvent::new(EventKind::Receipt, r.received_at_ms);
+    e.client = Some(client);
+    e.message_id = Some(id);
+    e.link = Some(r.link.clone());
+    e.status = Some(Cow::Borrowed(status_name(r.status)));
+    e.detail = r.error_code.clone();
+    history::emit(e);
+}
+
+/// History: a delivery-report webhook delivered (`delivered` true) or given up; `detail`
+/// names the webhook event and, for a failure, the last reason.
+pub fn history_webhook(id: MessageId, client: ClientId, delivered: bool, detail: String, at_ms: u64) {
+    let kind = if delivered { EventKind::WebhookDelivered } else { EventKind::WebhookFailed };
+    let mut e = HistoryEvent::new(kind, at_ms);
+    e.client = Some(client);
+    e.message_id = Some(id);
+    e.detail = Some(detail);
+    history::emit(e);
 }
 
 /// The outcome and, for a refusal, its layer and reason.

@@ -1,0 +1,274 @@
+//! Message history on a real PostgreSQL started by the test (`support/postgres.rs`), with
+//! smsgate and smsc-sim as real processes: migrations from an empty database, batching, the
+//! two read endpoints with their access rules and errors, an outage with spill and drain
+//! (nothing lost, nothing doubled, across a restart of smsgate), and retention.
+#![allow(clippy::disallowed_methods)] // test threads wait with blocking sleeps
+
+#[path = "support/postgres.rs"]
+mod pg;
+mod support;
+
+use pg::PgServer;
+use serde_json::{json, Value};
+use smsgate::history::config::HistoryConfig;
+use smsgate::history::writer::PgWriter;
+use smsgate::history::{EventKind, HistoryEvent};
+use support::*;
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+
+fn history_config(pg: &PgServer, dir: &std::path::Path, extra: &str) -> GatewayConfig {
+    let mut cfg = GatewayConfig::one_link(0);
+    cfg.extra_config = format!(
+        "[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[history]\npostgres_url = \"{}\"\nspill_dir = \"{}\"\nflush_interval_ms = 100\nretry_initial_ms = 100\n{extra}\n",
+        pg.url(),
+        dir.join("spill").display()
+    );
+    cfg
+}
+
+fn metric(gw: &Gateway, name: &str) -> f64 {
+    let mut r = agent().get(&gw.url("/metrics")).call().expect("metrics");
+    let text = r.body_mut().read_to_string().expect("metrics text");
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+fn count(pg: &mut postgres::Client, sql: &str) -> i64 {
+    pg.query_one(sql, &[]).expect("count query").get(0)
+}
+
+fn history_get(gw: &Gateway, key: &str, path: &str) -> (u16, Value) {
+    let mut r =
+        agent().get(&gw.url(path)).header("Authorization", &format!("Bearer {key}")).call().expect("history request");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn migrations_batches_and_queries() {
+    let pg = PgServer::start();
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = history_config(&pg, dir.path(), "batch_max = 100\n");
+    cfg.links = vec![("100".into(), sim.port)];
+    let gw = Gateway::start(dir.path(), &cfg);
+    let mut db = pg.client();
+
+    // Migrations from an empty database: the version table and the partitioned table.
+    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == 1.0);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM smsgate_history_migrations WHERE version = 1"), 1);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = 'history_events'"), 1);
+
+    let a = agent();
+    let n = 300;
+    for i in 0..n {
+        let to = if i % 10 == 0 { "+4915100000001".to_owned() } else { format!("+49151{:07}", i) };
+        let (status, body) = submit(&a, &gw, API_KEY, &message(&to, "100"));
+        assert_eq!(status, 200, "{body}");
+    }
+    for _ in 0..5 {
+        let (status, _) = submit(&a, &gw, OTHER_KEY, &message("+4917000000000", "100"));
+        assert_eq!(status, 200);
+    }
+    // Refusals: an unknown link (route) and an invalid number (parse), both attributed to acme.
+    let (status, _) = submit(&a, &gw, API_KEY, &message("+4915100000002", "nope"));
+    assert_eq!(status, 404);
+    let (status, _) = submit(&a, &gw, API_KEY, &message("12", "100"));
+    assert_eq!(status, 400);
+
+    let expected_receipts = i64::from(n + 5);
+    wait_until(30, "every event in PostgreSQL", || {
+        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") == expected_receipts
+    });
+    assert_eq!(count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'accepted'"), i64::from(n + 5));
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'submitted' AND status = 'submitted'"),
+        i64::from(n + 5)
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'refused'"), 2);
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'refused' AND layer = 'route' AND reason = 'unknown_link' AND client = 'acme'"),
+        1
+    );
+    // Batched: far fewer commits than events.
+    let events = count(&mut db, "SELECT count(*) FROM history_events");
+    let batches = metric(&gw, "smsgate_history_batches_total");
+    assert!(batches >= 1.0 && batches * 5.0 < events as f64, "{batches} batches for {events} events");
+    assert_eq!(metric(&gw, "smsgate_history_written_total") as i64, events);
+
+    // A client sees its own messages, newest first, page by page with the cursor.
+    let mut seen = std::collections::HashSet::new();
+    let mut path = "/api/v1/history/messages?limit=70".to_owned();
+    loop {
+        let (status, body) = history_get(&gw, API_KEY, &path);
+        assert_eq!(status, 200, "{body}");
+        for m in body["messages"].as_array().expect("messages") {
+            assert_eq!(m["client"], "acme");
+            assert!(seen.insert(m["event_id"].as_str().expect("event id").to_owned()), "a row twice: {m}");
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/history/messages?limit=70&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), n as usize + 2, "every accepted message and both refusals, once");
+
+    // A delivered message shows its lifecycle.
+    let (_, body) = history_get(&gw, API_KEY, "/api/v1/history/messages?to=%2B4915100000001&limit=500");
+    let rows = body["messages"].as_array().expect("messages");
+    assert_eq!(rows.len(), 30);
+    let first = &rows[0];
+    assert_eq!(first["to"], "+4915100000001");
+    assert_eq!(first["status"], "delivered", "{first}");
+    let kinds: Vec<&str> =
+        first["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, ["accepted", "submitted", "receipt"]);
+
+    // Filters: status, and the other client's rows for the admin only.
+    let (_, body) = history_get(&gw, API_KEY, "/api/v1/history/messages?status=refused");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
+    assert!(body["messages"][0]["layer"].is_string());
+    let (status, body) = history_get(&gw, OTHER_KEY, "/api/v1/history/messages?client=acme");
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("history_forbidden")));
+    let (_, body) = history_get(&gw, OTHER_KEY, "/api/v1/history/messages");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(5));
+    let (_, body) = history_get(&gw, ADMIN_KEY, "/api/v1/history/messages?limit=500");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(n as usize + 7));
+
+    // Usage per minute adds up to what was sent.
+    let (status, body) = history_get(&gw, API_KEY, "/api/v1/history/usage?bucket=minute");
+    assert_eq!(status, 200, "{body}");
+    let sum =
+        |k: &str| body["buckets"].as_array().expect("buckets").iter().map(|b| b[k].as_i64().unwrap_or(0)).sum::<i64>();
+    assert_eq!((sum("accepted"), sum("refused"), sum("delivered")), (i64::from(n), 2, i64::from(n)));
+    let (_, body) = history_get(&gw, ADMIN_KEY, "/api/v1/history/usage?bucket=day");
+    assert_eq!(body["buckets"][0]["accepted"], json!(n + 5));
+
+    // Bad input: the parameter is named, nothing is queried.
+    for (path, field) in [
+        ("/api/v1/history/messages?to=123", "to"),
+        ("/api/v1/history/messages?status=lost", "status"),
+        ("/api/v1/history/messages?cursor=zz", "cursor"),
+        ("/api/v1/history/usage?bucket=week", "bucket"),
+        ("/api/v1/history/usage?bucket=minute&from=0", "from"),
+    ] {
+        let (status, body) = history_get(&gw, API_KEY, path);
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_parameter")), "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}");
+    }
+    let (status, _) = history_get(&gw, "no-such-key-0123456789", "/api/v1/history/messages");
+    assert_eq!(status, 401);
+
+    // A restart applies no migration twice.
+    assert_eq!(gw.terminate().code(), Some(0));
+    let gw = Gateway::start(dir.path(), &cfg);
+    wait_until(20, "history writer connected again", || metric(&gw, "smsgate_history_up") == 1.0);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM smsgate_history_migrations"), 1);
+}
+
+#[test]
+fn an_outage_spills_and_drains_without_loss_or_doubles() {
+    let mut pg = PgServer::start();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"]);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = history_config(&pg, dir.path(), "batch_max = 50\nmemory_events = 100\nconnect_timeout_ms = 500\n");
+    cfg.links = vec![("100".into(), sim.port)];
+    let gw = Gateway::start(dir.path(), &cfg);
+    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == 1.0);
+
+    pg.stop();
+    let a = agent();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let (status, body) = submit(&a, &gw, API_KEY, &message(&format!("+49160{:07}", i), "100"));
+        assert_eq!(status, 200, "PostgreSQL down never refuses a message: {body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    wait_until(20, "events spilled to disk", || metric(&gw, "smsgate_history_spilled_total") > 0.0);
+    assert_eq!(metric(&gw, "smsgate_history_up"), 0.0);
+    assert!(gw.log().contains("spilling events to disk"), "the outage is logged");
+
+    // smsgate restarts during the outage: the spill files are kept and sent later.
+    assert_eq!(gw.terminate().code(), Some(0));
+    let spill_files = std::fs::read_dir(dir.path().join("spill")).expect("spill dir").count();
+    assert!(spill_files > 0, "spill files after shutdown");
+    let gw = Gateway::start(dir.path(), &cfg);
+    for i in 200..300 {
+        let (status, body) = submit(&a, &gw, API_KEY, &message(&format!("+49160{:07}", i), "100"));
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    assert!(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") > 0.0);
+
+    pg.restart();
+    let mut db = pg.client();
+    wait_until(60, "the backlog drained", || {
+        metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") == 0.0
+            && metric(&gw, "smsgate_history_backlog_events{where=\"memory\"}") == 0.0
+            && count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") >= 300
+    });
+    assert!(gw.log().contains("PostgreSQL takes writes again"));
+    // Nothing lost, nothing doubled: every message once per kind.
+    for kind in ["accepted", "submitted", "receipt"] {
+        let sql = format!("SELECT count(*) FROM history_events WHERE kind = '{kind}'");
+        assert_eq!(count(&mut db, &sql), 300, "{kind}");
+        let distinct = format!("SELECT count(DISTINCT message_id) FROM history_events WHERE kind = '{kind}'");
+        assert_eq!(count(&mut db, &distinct), 300, "{kind}");
+    }
+    let files = std::fs::read_dir(dir.path().join("spill")).expect("spill dir").count();
+    assert_eq!(files, 0, "spill files deleted once written");
+    let (_, body) = history_get(&gw, API_KEY, "/api/v1/history/messages?limit=500");
+    let listed: std::collections::HashSet<&str> =
+        body["messages"].as_array().expect("rows").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(ids.iter().all(|id| listed.contains(id.as_str())), "every answered id is in history");
+}
+
+#[test]
+fn writes_are_idempotent_and_retention_drops_old_days() {
+    let pg = PgServer::start();
+    let cfg = HistoryConfig { postgres_url: pg.url(), retention_days: 7, ..HistoryConfig::default() };
+    let mut w = PgWriter::connect(&cfg).expect("connect and migrate");
+    let day = 86_400_000u64;
+    let now = 20_791 * day + 3_600_000; // 2026-12-04 01:00 UTC
+    let event = |at_ms| {
+        let mut e = HistoryEvent::new(EventKind::Refused, at_ms);
+        e.layer = Some("l1".into());
+        e.reason = Some("link:100\twith a tab".into());
+        e
+    };
+    let batch: Vec<HistoryEvent> = [now, now - day, now - 6 * day, now - 9 * day]
+        .iter()
+        .flat_map(|&t| (0..5).map(move |i| event(t + i)))
+        .collect();
+    let first = w.write(&batch, now - 5 * day).expect("write");
+    assert_eq!((first.inserted, first.duplicates, first.expired), (20, 0, 0));
+    // The same batch again (a retry after a lost acknowledgement): nothing inserted twice.
+    let again = w.write(&batch, now - 5 * day).expect("write again");
+    assert_eq!((again.inserted, again.duplicates), (0, 20));
+
+    let mut db = pg.client();
+    let partitions = |db: &mut postgres::Client| -> Vec<String> {
+        let mut v: Vec<String> = db
+            .query("SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'history_events'", &[])
+            .expect("partitions")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(partitions(&mut db).len(), 4, "one partition per day");
+    let dropped = w.drop_expired(now).expect("retention");
+    assert_eq!(dropped, ["history_events_20261125"]);
+    assert_eq!(partitions(&mut db), ["history_events_20261128", "history_events_20261203", "history_events_20261204"]);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM history_events"), 15);
+    assert_eq!(count(&mut db, "SELECT count(*) FROM history_events WHERE reason = 'link:100\twith a tab'"), 15);
+    // An event older than the retention is not written back.
+    let late = w.write(&[event(now - 9 * day)], now).expect("write late");
+    assert_eq!((late.inserted, late.expired), (0, 1));
+    assert_eq!(partitions(&mut db).len(), 3);
+}
