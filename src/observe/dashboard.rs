@@ -81,10 +81,7 @@ fn history_series(out: &mut String, h: &crate::history::HistoryStats) {
         ("smsgate_history_spilled_total", "counter", "History events written to spill files.", &h.spilled),
         ("smsgate_history_spill_bytes", "gauge", "Bytes of history spill files on disk.", &h.spill_bytes),
     ];
-    for (name, kind, help, v) in plain {
-        family(out, name, kind, help);
-        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-    }
+    atomic_series(out, &plain);
     family(out, "smsgate_history_backlog_events", "gauge", "History events not yet in PostgreSQL, by where they wait.");
     let _ = writeln!(
         out,
