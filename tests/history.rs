@@ -20,7 +20,7 @@ const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 fn history_config(pg: &PgServer, dir: &std::path::Path, extra: &str) -> GatewayConfig {
     let mut cfg = GatewayConfig::one_link(0);
     cfg.extra_config = format!(
-        "[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[history]\npostgres_url = \"{}\"\nspill_dir = \"{}\"\nflush_interval_ms = 100\nretry_initial_ms = 100\n{extra}\n",
+        "[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[history]\npostgres_url = \"{}\"\nspill_dir = \"{}\"\nflush_interval_ms = 100\nretry_initial_ms = 100\nretry_max_ms = 1000\n{extra}\n",
         pg.url(),
         dir.join("spill").display()
     );
@@ -206,11 +206,14 @@ fn an_outage_spills_and_drains_without_loss_or_doubles() {
 
     pg.restart();
     let mut db = pg.client();
-    wait_until(60, "the backlog drained", || {
-        metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") == 0.0
-            && metric(&gw, "smsgate_history_backlog_events{where=\"memory\"}") == 0.0
-            && count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") >= 300
-    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") == 0.0
+        && metric(&gw, "smsgate_history_backlog_events{where=\"memory\"}") == 0.0
+        && count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") >= 300)
+    {
+        assert!(std::time::Instant::now() < deadline, "backlog not drained in 120 s; log:\n{}", gw.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(gw.log().contains("PostgreSQL takes writes again"));
     // Nothing lost, nothing doubled: every message once per kind.
     for kind in ["accepted", "submitted", "receipt"] {

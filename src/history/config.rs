@@ -46,8 +46,11 @@ pub struct HistoryConfig {
     pub connect_timeout_ms: u64,
     /// One statement (a batch insert, a query) may take this long, ms. Default 10000.
     pub statement_timeout_ms: u64,
-    /// First wait before retrying a failed batch; doubles up to 30 s. Default 500.
+    /// First wait before retrying a failed batch, ms; doubles up to `retry_max_ms`. Default 500.
     pub retry_initial_ms: u64,
+    /// Longest wait between retries, ms: how late a recovered PostgreSQL is noticed at worst.
+    /// Default 10000.
+    pub retry_max_ms: u64,
     /// Most rows one `GET /api/v1/history/messages` page returns (`limit` is capped here).
     /// Default 500.
     pub max_page: u32,
@@ -69,6 +72,7 @@ impl Default for HistoryConfig {
             connect_timeout_ms: 2_000,
             statement_timeout_ms: 10_000,
             retry_initial_ms: 500,
+            retry_max_ms: 10_000,
             max_page: 500,
         }
     }
@@ -93,11 +97,15 @@ impl HistoryConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("statement_timeout_ms", self.statement_timeout_ms),
             ("retry_initial_ms", self.retry_initial_ms),
+            ("retry_max_ms", self.retry_max_ms),
             ("max_page", u64::from(self.max_page)),
         ] {
             if v == 0 {
                 return Some((key, "must be greater than 0"));
             }
+        }
+        if self.retry_max_ms < self.retry_initial_ms {
+            return Some(("retry_max_ms", "must be at least retry_initial_ms"));
         }
         match (&self.destination, &self.destination_key) {
             (Destination::Hashed, None) => Some(("destination_key", "is required with destination = \"hashed\"")),

@@ -27,8 +27,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest wait between retries of a failed batch.
-const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often old partitions are looked for.
 const RETENTION_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -412,7 +410,7 @@ impl WriterThread {
             if self.abort.load(Ordering::Relaxed) {
                 return false;
             }
-            delay = (delay * 2).min(RETRY_MAX);
+            delay = (delay * 2).min(Duration::from_millis(self.cfg.retry_max_ms));
         }
     }
 }
