@@ -18,6 +18,9 @@ command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 # PostgreSQL server binaries (initdb, pg_ctl) for the history tests, which start their own
 # server in a temporary directory (as the OS user postgres when run as root).
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || apt_install postgresql
+# Debian's Chromium for the dashboard's browser test (playwright-core drives it; no browser
+# download).
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # openssl makes the test CA and certificate of the https webhook receiver (tests/webhooks.rs).
@@ -37,6 +40,9 @@ if ! target/tmp/prometheus-venv/bin/python -c 'import prometheus_client' 2>/dev/
     target/tmp/prometheus-venv/bin/pip install -q prometheus_client
 fi
 [ -d tests/interop/node_modules ] || npm ci --prefix tests/interop --no-audit --no-fund
+# The dashboard: Vite and playwright-core from the lock file; the committed build must match.
+echo "== dashboard build"
+scripts/build-dashboard.sh --check
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -3,12 +3,16 @@
 //! - [`events`]: one function per thing that happens; records its metric (and log line).
 //! - [`metrics`]: shard-local counters and histograms, published per shard, merged when read.
 //! - [`dashboard`]: `GET /api/v1/dashboard/{stats,smpp-links}` and `GET /metrics`.
+//! - [`feed`]: the recent refusals of every shard, for the dashboard's live feed (SSE).
+//! - [`web`]: the dashboard page at `/dashboard` (built assets embedded in the binary).
 //!
 //! docs/metrics.md documents every endpoint, field and series.
 
 pub mod dashboard;
 pub mod events;
+pub mod feed;
 pub mod metrics;
+pub mod web;
 
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;

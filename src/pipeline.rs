@@ -156,20 +156,21 @@ impl Pipeline {
 
     /// `POST /api/v1/messages`: stages 1-8 in order.
     pub async fn submit_json(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Submitted, Rejection> {
-        let req = match parse::parse_submit(body) {
-            Ok(req) => req,
-            Err(e) => {
-                let r = Rejection::Parse(e);
-                // History keeps a refusal only for a client it can name.
-                if crate::history::enabled() {
-                    if let Ok(client) = self.authenticate(authorization) {
-                        events::history_refused(client, None, &r, self.clock.now_ms());
-                    }
-                }
+        let parsed = parse::parse_submit(body).map_err(Rejection::Parse);
+        // The client, when the key is valid, even for a body that does not parse: the live
+        // feed and history attribute the refusal.
+        let client = self.authenticate(authorization);
+        let (req, client) = match (parsed, client) {
+            (Ok(req), Ok(client)) => (req, client),
+            (Err(r), client) => {
+                events::refusal(client.ok(), None, &r, self.clock.now_ms());
+                return Err(events::refused(r));
+            }
+            (Ok(_), Err(r)) => {
+                events::refusal(None, None, &r, self.clock.now_ms());
                 return Err(events::refused(r));
             }
         };
-        let client = self.authenticate(authorization).map_err(events::refused)?;
         self.submit(client, req).await
     }
 
@@ -191,10 +192,10 @@ impl Pipeline {
             })?;
         }
         let started = Instant::now();
-        let who = crate::history::enabled().then(|| (client.clone(), req.to.to_string()));
-        let result = self.stages(client, req).await;
-        if let (Some((client, to)), Err(r)) = (who, &result) {
-            events::history_refused(client, Some(to), r, self.clock.now_ms());
+        let to = crate::history::enabled().then(|| req.to.to_string());
+        let result = self.stages(client.clone(), req).await;
+        if let Err(r) = &result {
+            events::refusal(Some(client), to, r, self.clock.now_ms());
         }
         events::finished(started, result)
     }

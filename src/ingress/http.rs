@@ -10,13 +10,15 @@
 //! | GET | /healthz | liveness and bound sessions per link |
 //! | GET | /api/v1/dashboard/stats, /api/v1/dashboard/smpp-links, /metrics | docs/metrics.md |
 //! | GET | /api/v1/history/messages, /api/v1/history/usage | history on PostgreSQL (`history::query`) |
+//! | GET | /dashboard, /dashboard/assets/* | the web dashboard (`observe::web`) |
+//! | GET | /api/v1/dashboard/whoami, /api/v1/dashboard/refusals | who a key is; live refusals (SSE) |
 
 use super::grpc::{self, GrpcShard, ResponseBody};
 use super::hyper_glommio::{Io, ShardExecutor, ShardTimer};
 use super::reply::{error_response, json_response, ErrorReply, HttpError};
 use crate::history::query::{self as history_query, Queries, Viewer};
 use crate::ids::ClientId;
-use crate::observe::dashboard;
+use crate::observe::{dashboard, feed, web};
 use crate::pipeline::policy::{self, blacklist::ReloadHandle};
 use crate::pipeline::{Pipeline, Rejection};
 use crate::reload::Summary;
@@ -26,15 +28,16 @@ use futures_lite::future::FutureExt;
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
 use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::server::conn::auto;
 use shards::Shutdown;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct HttpSettings {
     pub max_body_bytes: usize,
@@ -162,6 +165,12 @@ async fn route(
     }
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    if let (&Method::GET, ["api", "v1", "dashboard", "refusals"]) = (req.method(), segments.as_slice()) {
+        return match viewer(&req, pipeline, settings) {
+            Ok(viewer) => live_refusals(viewer, &grpc.shutdown),
+            Err(e) => error_response(e.into()).map(Either::Left),
+        };
+    }
     let result = match (req.method(), segments.as_slice()) {
         (&Method::POST, ["api", "v1", "messages"]) => submit(req, pipeline, settings).await,
         (&Method::GET, ["api", "v1", "messages", id]) => Ok(found(match authenticate(&req, pipeline) {
@@ -186,6 +195,16 @@ async fn route(
             let router = pipeline.router();
             dashboard::links_response(router.links(), router.pools())
         }),
+        (&Method::GET, ["dashboard", rest @ ..]) => web::asset(rest).ok_or_else(|| HttpError::NotFound.into()),
+        (&Method::GET, ["api", "v1", "dashboard", "whoami"]) => {
+            viewer(&req, pipeline, settings).map_err(Into::into).map(|v| {
+                let body = match v {
+                    Viewer::Admin => serde_json::json!({"role": "admin"}),
+                    Viewer::Client(c) => serde_json::json!({"role": "client", "client": c}),
+                };
+                json_response(StatusCode::OK, &body)
+            })
+        }
         (&Method::GET, ["api", "v1", "history", kind @ ("messages" | "usage")]) => {
             history(&req, kind, pipeline, settings).await
         }
@@ -248,6 +267,69 @@ fn admin_only(req: &Request<Incoming>, admin: &Admin) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// Who a dashboard or history request comes from: the admin key, or a client's key.
+fn viewer(req: &Request<Incoming>, pipeline: &Pipeline, settings: &HttpSettings) -> Result<Viewer, Rejection> {
+    let auth = req.headers().get(AUTHORIZATION);
+    let bearer = auth.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match (&settings.admin.api_key, bearer) {
+        (Some(admin), Some(given)) if admin == given => Ok(Viewer::Admin),
+        _ => Ok(Viewer::Client(pipeline.authenticate(auth.map(|v| v.as_bytes()))?)),
+    }
+}
+
+/// How often a live feed looks for new refusals (the shards publish every 250 ms).
+const FEED_POLL: Duration = Duration::from_millis(250);
+/// A comment line this often keeps idle proxies from closing the stream.
+const FEED_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /api/v1/dashboard/refusals`: Server-Sent Events, one `refusal` event per refusal the
+/// viewer may see (the admin: all; a client: its own), starting with the last minute's.
+fn live_refusals(viewer: Viewer, shutdown: &Shutdown) -> Response<ResponseBody> {
+    let (mut resp, mut responder) = grpc::wire::streaming(shutdown);
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.remove("grpc-accept-encoding");
+    let visible = move |i: &feed::FeedItem| match &viewer {
+        Viewer::Admin => true,
+        Viewer::Client(c) => i.client.as_ref() == Some(c),
+    };
+    glommio::spawn_local(async move {
+        let mut cursor = feed::Cursor::default();
+        let recent = history_query::now_ms().saturating_sub(60_000);
+        let mut pending: Vec<feed::FeedItem> = feed::since(&mut cursor, |i| i.at_ms >= recent && visible(i));
+        let mut quiet_since = Instant::now();
+        let mut out = String::from(": smsgate refusals\n\n");
+        loop {
+            for item in pending.drain(..) {
+                out.push_str("event: refusal\ndata: ");
+                out.push_str(&serde_json::to_string(&item).unwrap_or_else(|_| "{}".into()));
+                out.push_str("\n\n");
+            }
+            if out.is_empty() && quiet_since.elapsed() >= FEED_KEEPALIVE {
+                out.push_str(": keep-alive\n\n");
+            }
+            if !out.is_empty() {
+                quiet_since = Instant::now();
+                if responder.send_frame(Frame::data(Bytes::from(std::mem::take(&mut out)))).await.is_err() {
+                    return;
+                }
+            }
+            let stopped = async { Some(responder.stopped().await) };
+            let tick = async {
+                glommio::timer::sleep(FEED_POLL).await;
+                None
+            };
+            if tick.or(stopped).await.is_some() {
+                return;
+            }
+            pending = feed::since(&mut cursor, &visible);
+        }
+    })
+    .detach();
+    resp.map(Either::Right)
+}
+
 /// `GET /api/v1/history/{messages,usage}`: the admin key sees every client, a client key its
 /// own messages only.
 async fn history(
@@ -260,12 +342,7 @@ async fn history(
     if !queries.is_enabled() {
         return Err(history_query::HistoryError::Disabled.into());
     }
-    let auth = req.headers().get(AUTHORIZATION);
-    let bearer = auth.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-    let viewer = match (&settings.admin.api_key, bearer) {
-        (Some(admin), Some(given)) if admin == given => Viewer::Admin,
-        _ => Viewer::Client(pipeline.authenticate(auth.map(|v| v.as_bytes()))?),
-    };
+    let viewer = viewer(req, pipeline, settings)?;
     let (query, now) = (req.uri().query(), history_query::now_ms());
     let answer = if kind == "messages" {
         queries.messages(history_query::parse_messages(&viewer, query, now, queries.max_page())?).await?

@@ -12,7 +12,7 @@
 //! | [`LinkWatch`] | shard 0's publisher, every 250 ms | — | link state change: info / warn |
 //!
 //! With `[history]` on, the same places also hand history events to `crate::history`
-//! ([`history_refused`], [`history_recorded`], [`history_receipt`], [`history_webhook`]):
+//! ([`refusal`], which also feeds the dashboard's live feed, [`history_recorded`], [`history_receipt`], [`history_webhook`]):
 //! built only when history is on, sent with `try_send`, never waited for.
 
 use super::metrics::{self, Outcome, Reason, RejectLabel};
@@ -60,14 +60,21 @@ pub fn refused(r: Rejection) -> Rejection {
     r
 }
 
-/// History: a refusal of `client`'s message to `to` (None before parsing succeeded) that kept
-/// no record. Refusals with a record (the SMSC refused, or did not answer) reach history
-/// through [`history_recorded`]; requests without a valid API key are not attributed.
-pub fn history_refused(client: ClientId, to: Option<String>, r: &Rejection, at_ms: u64) {
+/// A refusal of `client`'s message (None: no valid API key) to `to` (None before parsing
+/// succeeded): into the live feed, and into history when the client is known and no record
+/// was kept (refusals with a record, the SMSC refused or did not answer, reach history
+/// through [`history_recorded`]).
+pub fn refusal(client: Option<ClientId>, to: Option<String>, r: &Rejection, at_ms: u64) {
+    let (outcome, label) = classify(r);
+    let Some(label) = label.filter(|_| outcome == Outcome::Rejected) else { return };
+    if metrics::enabled() {
+        super::feed::record(metrics::shard_id(), client.clone(), label.clone(), at_ms);
+    }
+    let Some(client) = client.filter(|_| history::enabled()) else { return };
     if matches!(r, Rejection::SmscRejected { .. } | Rejection::SmscTimeout { .. }) {
         return;
     }
-    let (_, label) = classify(r);
+    let label = Some(label);
     let mut e = HistoryEvent::new(EventKind::Refused, at_ms);
     e.client = Some(client);
     e.to = to;

@@ -355,6 +355,11 @@ pub fn with<R>(f: impl FnOnce(&mut ShardMetrics) -> R) -> R {
     SHARD.with(|m| f(&mut m.borrow_mut()))
 }
 
+/// This thread's shard id, once its publisher started (0 elsewhere: tests, side threads).
+pub fn shard_id() -> usize {
+    SHARD_ID.with(Cell::get).unwrap_or(0)
+}
+
 /// Records a session error with the wall-clock time now.
 pub fn link_error_now(link: &LinkId, kind: &'static str) {
     with(|m| m.link_error(link, kind, unix_ms()));
@@ -404,6 +409,7 @@ fn publish_now(shard: usize, sessions: &LocalSessions, force: bool) {
         let changed = std::mem::take(&mut m.dirty);
         (changed || force).then(|| m.clone())
     });
+    super::feed::publish(shard);
     let pacing = pacing(sessions);
     let metrics = match metrics {
         Some(m) => m,

@@ -415,7 +415,12 @@ impl Responder {
 
     /// Sends one message, waiting for flow control, unless the call must stop first.
     pub async fn send<M: prost::Message>(&mut self, msg: &M) -> Result<(), Stopped> {
-        let frame = Frame::data(encode(msg));
+        self.send_frame(Frame::data(encode(msg))).await
+    }
+
+    /// Sends one frame as it is (the dashboard's event stream reuses this body for
+    /// Server-Sent Events), waiting for flow control, unless the call must stop first.
+    pub async fn send_frame(&mut self, frame: Frame<Bytes>) -> Result<(), Stopped> {
         let (tx, stop) = (&mut self.tx, &mut self.stop);
         poll_fn(|cx| {
             if let Poll::Ready(s) = stop.poll_stop(cx) {
