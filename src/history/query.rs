@@ -12,10 +12,12 @@ use super::EventId;
 use crate::clock::{Clock, SystemClock};
 use crate::ids::{ClientId, MessageId, Msisdn};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_lite::future::FutureExt;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 use serde_json::{json, Value};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Queries waiting for the query thread; beyond, 503 `history_busy`.
 const QUEUE: usize = 64;
@@ -266,12 +268,16 @@ enum Request {
 pub struct Queries {
     queue: Option<Sender<Request>>,
     max_page: u32,
+    /// How long a shard waits for an answer: connect + statement timeouts and a second.
+    /// A PostgreSQL that accepts connections and never answers holds the query thread (the
+    /// client library bounds the TCP connect, not the handshake); askers stop waiting here.
+    wait: Duration,
 }
 
 impl Queries {
     /// History off: every query answers [`HistoryError::Disabled`].
     pub fn disabled() -> Self {
-        Queries { queue: None, max_page: 0 }
+        Queries { queue: None, max_page: 0, wait: Duration::ZERO }
     }
 
     pub fn max_page(&self) -> u32 {
@@ -301,7 +307,15 @@ impl Queries {
             Err(TrySendError::Full(_)) => return Err(HistoryError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(HistoryError::Unavailable("history is stopping".into())),
         }
-        answer.await.unwrap_or_else(|_| Err(HistoryError::Unavailable("history is stopping".into())))
+        let answered = async { Some(answer.await) }.or(async {
+            glommio::timer::sleep(self.wait).await;
+            None
+        });
+        match answered.await {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(HistoryError::Unavailable("history is stopping".into())),
+            None => Err(HistoryError::Unavailable("no answer in time".into())),
+        }
     }
 }
 
@@ -316,7 +330,8 @@ impl QueryHandle {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let reader = Reader { cfg: cfg.clone(), client: None };
         let thread = std::thread::Builder::new().name("history-query".into()).spawn(move || reader.run(rx))?;
-        Ok(QueryHandle { queries: Queries { queue: Some(tx), max_page: cfg.max_page }, _thread: thread })
+        let wait = Duration::from_millis(cfg.connect_timeout_ms + cfg.statement_timeout_ms + 1_000);
+        Ok(QueryHandle { queries: Queries { queue: Some(tx), max_page: cfg.max_page, wait }, _thread: thread })
     }
 
     pub fn queries(&self) -> Queries {
@@ -350,8 +365,13 @@ impl Reader {
         f: impl FnOnce(&mut Client, &HistoryConfig) -> Result<Value, postgres::Error>,
     ) -> Result<Value, HistoryError> {
         if self.client.is_none() {
-            let connected = pg_config(&self.cfg).and_then(|c| c.connect(NoTls));
-            self.client = Some(connected.map_err(|e| HistoryError::Unavailable(describe(&e)))?);
+            let connected = pg_config(&self.cfg).and_then(|c| c.connect(NoTls)).map_err(|e| {
+                if let Some(suppressed) = crate::observe::events::log_due("", "history_query_connect") {
+                    tracing::warn!(error = %describe(&e), suppressed, "history query: PostgreSQL unreachable");
+                }
+                HistoryError::Unavailable(describe(&e))
+            });
+            self.client = Some(connected?);
         }
         let Some(client) = self.client.as_mut() else {
             return Err(HistoryError::Unavailable("not connected".into()));

@@ -328,8 +328,11 @@ impl WriterThread {
 
     /// Connects if needed; drops expired partitions at start and hourly.
     fn maintain(&mut self) {
-        if self.pg.is_none() && self.connect().is_err() {
-            return;
+        if self.pg.is_none() {
+            if let Err(e) = self.connect() {
+                self.failed(&e);
+                return;
+            }
         }
         if self.last_retention.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {
             return;
@@ -345,6 +348,7 @@ impl WriterThread {
         }
     }
 
+    /// Connects (and migrates); the caller reports a failure with [`Self::failed`].
     fn connect(&mut self) -> Result<(), DbError> {
         match PgWriter::connect(&self.cfg) {
             Ok(pg) => {
@@ -352,10 +356,7 @@ impl WriterThread {
                 self.stats.up.store(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) => {
-                self.failed(&e);
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 

@@ -155,12 +155,13 @@ impl From<HistoryError> for ErrorReply {
                 field: Some("client".into()),
                 ..ErrorReply::new(StatusCode::FORBIDDEN, "history_forbidden", "a client key sees its own history only")
             },
-            HistoryError::Unavailable(reason) => ErrorReply {
+            // The reason is logged, not sent: it names hosts and database errors.
+            HistoryError::Unavailable(_) => ErrorReply {
                 retry_after_s: Some(1),
                 ..ErrorReply::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "history_unavailable",
-                    format!("PostgreSQL did not answer: {reason}"),
+                    "history is unavailable: PostgreSQL did not answer; retry later",
                 )
             },
             HistoryError::Busy => ErrorReply {
