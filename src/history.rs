@@ -35,8 +35,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// What happened to a message. New kinds (MO) are added here and need no migration: the
-/// column is text.
+/// What happened to a message. A new kind needs no migration: the column is text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -53,6 +52,9 @@ pub enum EventKind {
     WebhookDelivered,
     /// A delivery-report webhook was given up after `webhooks.max_age_s`.
     WebhookFailed,
+    /// An inbound message (MO) assembled and kept: status `received` or `incomplete`; the
+    /// subscriber's number as the destination, the short code it was sent to as detail.
+    Mo,
 }
 
 impl EventKind {
@@ -64,6 +66,7 @@ impl EventKind {
             EventKind::Receipt => "receipt",
             EventKind::WebhookDelivered => "webhook_delivered",
             EventKind::WebhookFailed => "webhook_failed",
+            EventKind::Mo => "mo",
         }
     }
 }

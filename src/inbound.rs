@@ -68,6 +68,9 @@ impl InboundHandler {
         Box::pin(async move {
             match state.inbound(part).await {
                 Ok(OpOutcome::InboundKept(message)) => {
+                    if crate::history::enabled() {
+                        crate::observe::events::history_mo(&message);
+                    }
                     if let Some(client) = message.client.clone().filter(|_| watchers.anyone_watching()) {
                         watchers.publish(InboundEvent { client, message: *message });
                     }

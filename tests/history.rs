@@ -65,7 +65,7 @@ fn history_get(gw: &Gateway, key: &str, path: &str) -> (u16, Value) {
 #[test]
 fn migrations_batches_and_queries() {
     let pg = PgServer::start();
-    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let mut sim = Sim::start(&["--dlr-delay-ms", "20"]);
     let dir = tempfile::tempdir().expect("dir");
     let mut cfg = history_config(&pg, dir.path(), "batch_max = 100\n");
     cfg.links = vec![("100".into(), sim.port)];
@@ -153,6 +153,16 @@ fn migrations_batches_and_queries() {
     let (_, body) = history_get(&gw, ADMIN_KEY, "/api/v1/history/messages?limit=500");
     assert_eq!(body["messages"].as_array().map(Vec::len), Some(n as usize + 7));
 
+    // An inbound message (MO) matching no route: kept in history without a client, seen by the
+    // admin.
+    sim.control("mo to=12345 text=hello history");
+    wait_until(20, "the MO in history", || {
+        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'mo' AND status = 'received' AND detail = '12345' AND client IS NULL") == 1
+    });
+    let (_, body) = history_get(&gw, ADMIN_KEY, "/api/v1/history/messages?status=received");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["messages"][0]["kind"], "mo");
+
     // Usage per minute adds up to what was sent.
     let (status, body) = history_get(&gw, API_KEY, "/api/v1/history/usage?bucket=minute");
     assert_eq!(status, 200, "{body}");
@@ -161,6 +171,7 @@ fn migrations_batches_and_queries() {
     assert_eq!((sum("accepted"), sum("refused"), sum("delivered")), (i64::from(n), 2, i64::from(n)));
     let (_, body) = history_get(&gw, ADMIN_KEY, "/api/v1/history/usage?bucket=day");
     assert_eq!(body["buckets"][0]["accepted"], json!(n + 5));
+    assert_eq!(body["buckets"][0]["mo"], json!(1));
 
     // Bad input: the parameter is named, nothing is queried.
     for (path, field) in [

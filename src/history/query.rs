@@ -28,7 +28,7 @@ const MAX_BUCKETS: u64 = 1_500;
 /// Receipts and webhooks of a message are looked for this long after its acceptance.
 const MESSAGE_SPAN_MS: i64 = 8 * 86_400_000;
 /// Statuses a message can have in history (the `status` filter).
-pub const STATUSES: [&str; 10] = [
+pub const STATUSES: [&str; 12] = [
     "accepted",
     "refused",
     "submitted",
@@ -39,6 +39,8 @@ pub const STATUSES: [&str; 10] = [
     "expired",
     "deleted",
     "receipt_rejected",
+    "received",
+    "incomplete",
 ];
 
 /// Why a history request got no data; `ingress/reply.rs` turns it into the answer.
@@ -434,7 +436,7 @@ fn messages(client: &mut Client, cfg: &HistoryConfig, q: &MessagesQuery) -> Resu
              WHERE e.message_id IS NOT NULL AND x.message_id = e.message_id
                AND x.at_ms >= e.at_ms - 60000 AND x.at_ms < e.at_ms + $3
            ) ev ON true
-           WHERE e.kind IN ('accepted', 'refused') AND e.at_ms >= $1 AND e.at_ms < $2{filters}
+           WHERE e.kind IN ('accepted', 'refused', 'mo') AND e.at_ms >= $1 AND e.at_ms < $2{filters}
          ) m{status_filter}
          ORDER BY m.at_ms DESC, m.event_id DESC
          LIMIT ${limit}"
@@ -492,7 +494,8 @@ fn usage(client: &mut Client, q: &UsageQuery) -> Result<Value, postgres::Error> 
                 count(*) FILTER (WHERE kind = 'submitted' AND status = 'submitted') AS submitted,
                 count(*) FILTER (WHERE kind = 'submitted' AND status <> 'submitted') AS submit_failed,
                 count(*) FILTER (WHERE kind = 'receipt' AND status = 'delivered') AS delivered,
-                count(*) FILTER (WHERE kind = 'receipt' AND status <> 'delivered') AS undelivered
+                count(*) FILTER (WHERE kind = 'receipt' AND status <> 'delivered') AS undelivered,
+                count(*) FILTER (WHERE kind = 'mo') AS mo
          FROM history_events WHERE at_ms >= $2 AND at_ms < $3{filter}
          GROUP BY 1 ORDER BY 1"
     );
@@ -510,6 +513,7 @@ fn usage(client: &mut Client, q: &UsageQuery) -> Result<Value, postgres::Error> 
                 "submit_failed": r.get::<_, i64>("submit_failed"),
                 "delivered": r.get::<_, i64>("delivered"),
                 "undelivered": r.get::<_, i64>("undelivered"),
+                "mo": r.get::<_, i64>("mo"),
             })
         })
         .collect();

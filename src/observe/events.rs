@@ -18,6 +18,7 @@
 use super::metrics::{self, Outcome, Reason, RejectLabel};
 use crate::history::{self, EventKind, HistoryEvent};
 use crate::ids::{ClientId, LinkId, MessageId};
+use crate::notify::mo::InboundMessage;
 use crate::pipeline::auth::AuthError;
 use crate::pipeline::limit::Layer;
 use crate::pipeline::route::RouteError;
@@ -133,6 +134,19 @@ pub fn history_webhook(id: MessageId, client: ClientId, delivered: bool, detail:
     e.client = Some(client);
     e.message_id = Some(id);
     e.detail = Some(detail);
+    history::emit(e);
+}
+
+/// History: an inbound message (MO) kept; `client` is None when no route matched.
+pub fn history_mo(m: &InboundMessage) {
+    let mut e = HistoryEvent::new(EventKind::Mo, m.completed_at_ms);
+    e.client = m.client.clone();
+    e.message_id = Some(MessageId(m.id.0));
+    e.to = Some(m.from.clone());
+    e.link = Some(m.link.clone());
+    e.status = Some(Cow::Borrowed(if m.incomplete { "incomplete" } else { "received" }));
+    e.segments = u16::from(m.total_parts);
+    e.detail = Some(m.to.clone());
     history::emit(e);
 }
 
