@@ -24,7 +24,7 @@ use crate::smpp::concat;
 use crate::smpp::link::LinkTable;
 use crate::smpp::pdu::CommandStatus;
 use crate::state::record::{MessageRecord, Status, Transition};
-use crate::state::store::StoreError;
+use crate::state::store::{OpOutcome, StoreError};
 use crate::state::writer::StateHandle;
 use auth::{Auth, AuthError};
 use limit::{LimitRejection, LimitTarget, Limiter};
@@ -259,7 +259,7 @@ impl Pipeline {
             transitions: vec![Transition { reason, ..Transition::at(Status::Refused, now_ms) }],
         };
         match self.state.put(record).await {
-            Ok(()) => refusal.id = Some(id),
+            Ok(_) => refusal.id = Some(id),
             Err(e) => {
                 if let Some(suppressed) = events::log_due("", "refusal_not_kept") {
                     tracing::warn!(%id, error = %e, suppressed, "refused message's record not kept");
@@ -320,15 +320,24 @@ impl Pipeline {
             segments: record.segments,
             client_ref: record.client_ref.clone(),
         };
-        let history = crate::history::enabled().then(|| events::history_recorded(&record));
-        if let Err(e) = self.state.put(record).await {
-            if let Some(suppressed) = events::log_due("", "record_not_kept") {
-                tracing::error!(%id, error = %e, suppressed, "record not kept; the client gets no id");
+        let history = crate::history::enabled().then(|| (events::history_recorded(&record), record.client.clone()));
+        let kept = match self.state.put(record).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                if let Some(suppressed) = events::log_due("", "record_not_kept") {
+                    tracing::error!(%id, error = %e, suppressed, "record not kept; the client gets no id");
+                }
+                return Err(Rejection::State(e));
             }
-            return Err(Rejection::State(e));
-        }
-        if let Some(history) = history {
+        };
+        if let Some((history, client)) = history {
             events::history_emit(history);
+            // Receipts that came before the record was kept were applied by this put.
+            if let OpOutcome::StoredWithReceipts(receipts) = kept {
+                for r in &receipts {
+                    events::history_receipt(id, client.clone(), r);
+                }
+            }
         }
         match outcome {
             record::Outcome::Submitted => Ok(answer),

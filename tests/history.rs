@@ -6,9 +6,12 @@
 
 #[path = "support/postgres.rs"]
 mod pg;
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use pg::PgServer;
+use receiver::Receiver;
 use serde_json::{json, Value};
 use smsgate::history::config::HistoryConfig;
 use smsgate::history::writer::PgWriter;
@@ -69,6 +72,11 @@ fn migrations_batches_and_queries() {
     let dir = tempfile::tempdir().expect("dir");
     let mut cfg = history_config(&pg, dir.path(), "batch_max = 100\n");
     cfg.links = vec![("100".into(), sim.port)];
+    // acme's delivery reports go to a real receiver: history records each one taken.
+    let receiver = Receiver::start(0, 0, false);
+    cfg.extra_config.push_str("\n[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n");
+    cfg.client_extra =
+        format!("webhook_url = \"{}\"\nwebhook_secret = \"whsec-0123456789abcdef\"\n", receiver.url("/hook"));
     let gw = Gateway::start(dir.path(), &cfg);
     let mut db = pg.client();
 
@@ -95,9 +103,19 @@ fn migrations_batches_and_queries() {
     assert_eq!(status, 400);
 
     let expected_receipts = i64::from(n + 5);
-    wait_until(30, "every event in PostgreSQL", || {
-        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") == expected_receipts
-    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'receipt'") != expected_receipts {
+        if std::time::Instant::now() > deadline {
+            let kinds: Vec<(String, i64)> = db
+                .query("SELECT kind, count(*) FROM history_events GROUP BY kind", &[])
+                .expect("kinds")
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            panic!("not every event in PostgreSQL: {kinds:?}\n{}\n{}", history_metrics(&gw), gw.log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'accepted'"), i64::from(n + 5));
     assert_eq!(
         count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'submitted' AND status = 'submitted'"),
@@ -140,7 +158,8 @@ fn migrations_batches_and_queries() {
     assert_eq!(first["status"], "delivered", "{first}");
     let kinds: Vec<&str> =
         first["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
-    assert_eq!(kinds, ["accepted", "submitted", "receipt"]);
+    assert_eq!(kinds[..3], ["accepted", "submitted", "receipt"]);
+    assert!(kinds[3..].iter().all(|k| *k == "webhook_delivered"), "{kinds:?}");
 
     // Filters: status, and the other client's rows for the admin only.
     let (_, body) = history_get(&gw, API_KEY, "/api/v1/history/messages?status=refused");
@@ -187,6 +206,12 @@ fn migrations_batches_and_queries() {
     }
     let (status, _) = history_get(&gw, "no-such-key-0123456789", "/api/v1/history/messages");
     assert_eq!(status, 401);
+
+    // Every delivery report the receiver took is in history once, as `webhook_delivered`.
+    wait_until(30, "webhook events in history", || {
+        count(&mut db, "SELECT count(*) FROM history_events WHERE kind = 'webhook_delivered' AND client = 'acme' AND detail = 'final'") == i64::from(n)
+    });
+    assert_eq!(receiver.delivered().len(), n as usize);
 
     // A restart applies no migration twice.
     assert_eq!(gw.terminate().code(), Some(0));

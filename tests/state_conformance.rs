@@ -243,7 +243,7 @@ fn later_ops_in_a_batch_see_earlier_ones(f: &mut dyn Fixture) {
         vec![
             OpOutcome::ReceiptParked,
             OpOutcome::Stored,
-            OpOutcome::Stored,
+            OpOutcome::StoredWithReceipts(vec![receipt("p1", Status::Delivered)]),
             OpOutcome::Stored,
             applied(2),
             OpOutcome::ReceiptDuplicate(MessageId(2)),
@@ -279,7 +279,13 @@ fn restart_keeps_records_lookups_and_parked_receipts(f: &mut dyn Fixture) {
     assert_eq!(store.get(MessageId(3)).unwrap(), Some(record(3, None)));
     let out =
         store.apply(&[Op::Receipt(receipt("ab12", Status::Delivered)), Op::Put(record(2, Some("later")))]).unwrap();
-    assert_eq!(out, vec![OpOutcome::ReceiptDuplicate(MessageId(1)), OpOutcome::Stored]);
+    assert_eq!(
+        out,
+        vec![
+            OpOutcome::ReceiptDuplicate(MessageId(1)),
+            OpOutcome::StoredWithReceipts(vec![receipt("later", Status::Delivered)])
+        ]
+    );
     assert_eq!(store.get(MessageId(2)).unwrap().unwrap().status, Status::Delivered);
 }
 

@@ -90,6 +90,7 @@ fn put<T: Tables + ?Sized>(t: &mut T, rec: &MessageRecord) -> Result<OpOutcome, 
     let mut rec = rec.clone();
     // Only read the previous version when an event may be owed (the usual put is new).
     let before = if t.targets().wants_any(&rec) { Some(t.message(rec.id)?.map(|r| r.status)) } else { None };
+    let mut applied = Vec::new();
     for part in 0..rec.parts.len() {
         let Some(smsc) = rec.parts[part].smsc_message_id.clone() else {
             continue;
@@ -98,6 +99,7 @@ fn put<T: Tables + ?Sized>(t: &mut T, rec: &MessageRecord) -> Result<OpOutcome, 
         t.set_lookup(&key, rec.id, part)?;
         if let Some(receipt) = t.take_parked(&key)? {
             rec.apply_receipt(part, &receipt);
+            applied.push(receipt);
         }
     }
     t.set_message(&rec)?;
@@ -110,7 +112,7 @@ fn put<T: Tables + ?Sized>(t: &mut T, rec: &MessageRecord) -> Result<OpOutcome, 
             owe(t, &rec, Event::Final, now_of(&rec))?;
         }
     }
-    Ok(OpOutcome::Stored)
+    Ok(if applied.is_empty() { OpOutcome::Stored } else { OpOutcome::StoredWithReceipts(applied) })
 }
 
 fn receipt<T: Tables + ?Sized>(t: &mut T, r: &Receipt) -> Result<OpOutcome, StoreError> {

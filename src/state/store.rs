@@ -56,6 +56,9 @@ pub enum OpOutcome {
     /// The receipt's message already had a final status; the receipt was kept as an extra
     /// transition-free duplicate and changed nothing.
     ReceiptDuplicate(MessageId),
+    /// A put that applied receipts parked for its parts (they came before the record was
+    /// kept), in part order: the message's history needs them (`observe::events`).
+    StoredWithReceipts(Vec<Receipt>),
     /// No message has this (link, SMSC id) yet; the receipt is parked until one does.
     ReceiptParked,
     /// An inbound message was assembled and kept (its `client` is `None` when unrouted).

@@ -118,9 +118,8 @@ pub struct Writer {
 impl StateHandle {
     /// Inserts or replaces a record. Submitted now (so calls keep their order whatever order
     /// the futures are polled in); the future resolves once the record is durable.
-    pub fn put(&self, rec: MessageRecord) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let reply = self.write(Op::Put(rec));
-        async move { reply.await.map(|_| ()) }
+    pub fn put(&self, rec: MessageRecord) -> impl Future<Output = Result<OpOutcome, StoreError>> + Send + 'static {
+        self.write(Op::Put(rec))
     }
 
     /// Records a delivery receipt. Submitted now; resolves once durable, with what it did.
