@@ -335,6 +335,10 @@ pub struct WebhooksConfig {
     /// PEM file of the root certificates https receivers are checked against, instead of
     /// Mozilla's roots (built in). Default none.
     pub ca_file: Option<PathBuf>,
+    /// Requests in flight to one receiver host (`host:port`) at most, 1-64: each tick deals a
+    /// host's due events over this many lanes (threads), so one host never gets more, and a
+    /// dead host holds only its own lanes. Default 8.
+    pub max_concurrency_per_host: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -351,6 +355,7 @@ impl Default for WebhooksConfig {
             allowed_hosts: Vec::new(),
             allowed_networks: Vec::new(),
             ca_file: None,
+            max_concurrency_per_host: 8,
         }
     }
 }
@@ -644,6 +649,9 @@ fn validate_config(f: &Path, c: &Config) -> Result<(), ConfigError> {
     }
     if c.inbound.reassembly_timeout_ms == 0 {
         return Err(invalid(f, "inbound.reassembly_timeout_ms", "must be greater than 0"));
+    }
+    if !(1..=64).contains(&w.max_concurrency_per_host) {
+        return Err(invalid(f, "webhooks.max_concurrency_per_host", "must be 1..=64"));
     }
     if w.retry_max_ms < w.retry_initial_ms {
         return Err(invalid(f, "webhooks.retry_max_ms", "must be at least retry_initial_ms"));

@@ -1,12 +1,14 @@
 //! The webhook sender: one thread, not a shard, that posts the outbox's due delivery reports.
 //!
 //! Each tick it reads up to `batch` due entries from the store's outbox reader (a read
-//! transaction beside the writer, so a long outbox never delays a commit), posts them one by one with a connect and a whole-request timeout, and
+//! transaction beside the writer, so a long outbox never delays a commit), deals each host's
+//! entries over at most `max_concurrency_per_host` lanes (scoped threads; a lane posts one
+//! at a time, with a connect and a whole-request timeout), and
 //! settles each through the writer: a 2xx removes it (`Op::WebhookDone`); anything else
 //! stores the next attempt's time (`Op::WebhookRetry`, exponential backoff with jitter), so a
 //! restart resumes the schedule; an entry older than `max_age_s` is moved to the failed table
-//! (`Op::WebhookFailed`) and counted. Shards never wait for this thread: a dead or hanging
-//! receiver costs this thread at most `batch × request_timeout_ms` per tick and nothing else.
+//! (`Op::WebhookFailed`) and counted. Shards never wait for this thread, and a dead or hanging
+//! receiver holds only its own lanes, for one `request_timeout_ms` per tick.
 //! Blocking is fine here (its own thread), hence `block_on` over the writer's futures.
 //!
 //! The thread also closes groups of inbound (MO) parts that waited longer than
@@ -24,7 +26,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_lite::future::block_on;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -223,7 +225,7 @@ struct Worker<C: Clock> {
     clock: C,
 }
 
-impl<C: Clock> Worker<C> {
+impl<C: Clock + Sync> Worker<C> {
     fn run(&self, stopped: &Receiver<()>) {
         let poll = Duration::from_millis(self.cfg.poll_interval_ms);
         loop {
@@ -253,28 +255,25 @@ impl<C: Clock> Worker<C> {
             }
         };
         let n = due.len();
-        // Hosts that could not be reached this tick (refused, timed out): their other entries
-        // of the tick are rescheduled without a request, so a dead or hanging receiver costs
-        // one timeout per tick, not one per event, and the other receivers' events go on.
-        let mut unreachable: HashSet<String> = HashSet::new();
-        // Each result goes to the writer at once and is awaited after the tick's posts, so
-        // the tick's settlements share one commit instead of a sync per event.
-        let mut settling = Vec::with_capacity(n);
-        for entry in due {
-            if !matches!(stopped.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
-                break;
-            }
-            let host = host_of(&entry.url);
-            let attempt = if unreachable.contains(host) {
-                Attempt::Failed { why: "host unreachable earlier in this tick".to_owned(), unreachable: true }
-            } else {
-                self.post(&entry, self.clock.now_ms())
-            };
-            if matches!(attempt, Attempt::Failed { unreachable: true, .. }) {
-                unreachable.insert(host.to_owned());
-            }
-            settling.push((entry.event_id.clone(), self.settle(&entry, attempt)));
-        }
+        let poster = self.poster();
+        let lanes = lanes(due, self.cfg.max_concurrency_per_host);
+        // One lane of a tick runs here; more run on scoped threads, each its host's lane.
+        let settling: Vec<_> = if lanes.len() <= 1 {
+            lanes.into_iter().flat_map(|lane| poster.run_lane(lane, stopped)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = lanes
+                    .into_iter()
+                    .map(|lane| {
+                        let poster = &poster;
+                        scope.spawn(move || poster.run_lane(lane, stopped))
+                    })
+                    .collect();
+                running.into_iter().filter_map(|t| t.join().ok()).flatten().collect()
+            })
+        };
+        // Each result went to the writer at once; awaited after the tick's posts, they share
+        // one commit instead of a sync per event.
         for (event, settled) in settling {
             if let Err(e) = block_on(settled) {
                 // Not recorded: the entry stays as it was and is attempted again (at least once).
@@ -284,6 +283,17 @@ impl<C: Clock> Worker<C> {
             }
         }
         n
+    }
+
+    fn poster(&self) -> Poster<'_, C> {
+        Poster {
+            agent: &self.agent,
+            secrets: &self.secrets,
+            cfg: &self.cfg,
+            stats: &self.stats,
+            clock: &self.clock,
+            state: &self.state,
+        }
     }
 
     /// Has the store close the groups of MO parts older than the reassembly timeout, if any
@@ -301,6 +311,45 @@ impl<C: Clock> Worker<C> {
                 tracing::warn!(error = %e, suppressed, "incomplete inbound messages not closed; retrying");
             }
         }
+    }
+}
+
+/// What posting needs, borrowed from the worker: shared by the lanes of a tick (scoped
+/// threads), so every part is `Sync`.
+struct Poster<'a, C> {
+    agent: &'a ureq::Agent,
+    secrets: &'a HashMap<ClientId, String>,
+    cfg: &'a WebhooksConfig,
+    stats: &'a WebhookStats,
+    clock: &'a C,
+    state: &'a StateHandle,
+}
+
+impl<C: Clock + Sync> Poster<'_, C> {
+    /// Posts a lane's entries one after the other (one host's share of a tick), and hands
+    /// each result to the writer. After a host could not be reached (refused, timed out), the
+    /// rest of its lane is rescheduled without a request: a dead or hanging receiver costs one
+    /// timeout per lane per tick, never more, and the other hosts' lanes run meanwhile.
+    fn run_lane(
+        &self,
+        lane: Vec<OutboxEntry>,
+        stopped: &Receiver<()>,
+    ) -> Vec<(String, impl std::future::Future<Output = Result<OpOutcome, StoreError>> + Send + 'static)> {
+        let mut settling = Vec::with_capacity(lane.len());
+        let mut unreachable = false;
+        for entry in lane {
+            if !matches!(stopped.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
+                break;
+            }
+            let attempt = if unreachable {
+                Attempt::Failed { why: "host unreachable earlier in this tick".to_owned(), unreachable: true }
+            } else {
+                self.post(&entry, self.clock.now_ms())
+            };
+            unreachable |= matches!(attempt, Attempt::Failed { unreachable: true, .. });
+            settling.push((entry.event_id.clone(), self.settle(&entry, attempt)));
+        }
+        settling
     }
 
     /// Hands the result of one attempt to the writer; the future resolves once it is durable.
@@ -367,9 +416,54 @@ impl<C: Clock> Worker<C> {
     }
 }
 
+/// A tick's due entries as lanes: each host's entries (in due order) dealt round-robin over at
+/// most `per_host` lanes, so one host never has more than `per_host` requests in flight.
+fn lanes(due: Vec<OutboxEntry>, per_host: usize) -> Vec<Vec<OutboxEntry>> {
+    let mut by_host: Vec<(String, Vec<OutboxEntry>)> = Vec::new();
+    for entry in due {
+        let host = host_of(&entry.url).to_owned();
+        match by_host.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, entries)) => entries.push(entry),
+            None => by_host.push((host, vec![entry])),
+        }
+    }
+    let mut lanes = Vec::new();
+    for (_, entries) in by_host {
+        let n = entries.len().min(per_host.max(1));
+        let mut host_lanes: Vec<Vec<OutboxEntry>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, entry) in entries.into_iter().enumerate() {
+            host_lanes[i % n].push(entry);
+        }
+        lanes.extend(host_lanes);
+    }
+    lanes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_cap_each_host_and_keep_due_order_within_a_lane() {
+        let entry = |seq: u64, url: &str| OutboxEntry {
+            seq,
+            event_id: format!("e{seq}"),
+            message_id: crate::ids::MessageId(seq),
+            client: ClientId::new("acme"),
+            url: url.to_owned(),
+            body: String::new(),
+            created_at_ms: 0,
+            attempts: 0,
+            next_at_ms: 0,
+        };
+        let due: Vec<OutboxEntry> =
+            (0..7).map(|i| entry(i, if i % 3 == 0 { "http://b.example:81/x" } else { "http://a.example/x" })).collect();
+        let lanes = lanes(due, 2);
+        let seqs: Vec<Vec<u64>> = lanes.iter().map(|l| l.iter().map(|e| e.seq).collect()).collect();
+        // b (seqs 0, 3, 6) first: it had the first due entry; a (1, 2, 4, 5) in two lanes.
+        assert_eq!(seqs, [vec![0, 6], vec![3], vec![1, 4], vec![2, 5]]);
+        assert_eq!(super::lanes(vec![entry(1, "http://a.example/x")], 8).len(), 1);
+    }
 
     #[test]
     fn signature_has_the_documented_form() {
@@ -581,21 +675,22 @@ mod tests {
         writer.shutdown().unwrap();
     }
 
-    /// A receiver that accepts connections and never answers costs one timeout per tick: the
-    /// tick's other events for that host are rescheduled without a request.
+    /// A receiver that accepts connections and never answers costs one timeout per tick, on at
+    /// most `max_concurrency_per_host` requests: the rest of each lane is rescheduled without
+    /// a request.
     #[test]
     fn a_hanging_host_costs_one_timeout_per_tick() {
         // Bound, never accepted: the kernel completes the handshake, nobody answers.
         let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = hanging.local_addr().unwrap().port();
-        let cfg = WebhooksConfig { request_timeout_ms: 300, ..WebhooksConfig::default() };
+        let cfg = WebhooksConfig { request_timeout_ms: 300, max_concurrency_per_host: 2, ..WebhooksConfig::default() };
         let (worker, writer, _now, _dir) = setup(&format!("http://127.0.0.1:{port}/h"), 5, cfg);
         let (_keep, stopped) = crossbeam_channel::bounded::<()>(1);
         let start = std::time::Instant::now();
         assert_eq!(worker.tick(&stopped), 5);
         assert!(start.elapsed() < Duration::from_millis(1_500), "one timeout, not five: {:?}", start.elapsed());
         let s = &worker.stats;
-        assert_eq!((s.attempts.load(Ordering::Relaxed), s.retried.load(Ordering::Relaxed)), (1, 5));
+        assert_eq!((s.attempts.load(Ordering::Relaxed), s.retried.load(Ordering::Relaxed)), (2, 5), "two lanes");
         assert_eq!(worker.tick(&stopped), 0, "all five rescheduled");
         drop(worker);
         writer.shutdown().unwrap();
