@@ -217,7 +217,8 @@ impl Gateway {
     }
 
     fn wait_ready(&self, wait_bound: bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on a loaded 2-core box a first bind can need a reconnect or two.
+        let deadline = Instant::now() + Duration::from_secs(60);
         let agent = agent();
         loop {
             if let Ok(mut r) = agent.get(&self.url("/healthz")).call() {
@@ -232,7 +233,7 @@ impl Gateway {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "smsgate not ready in 20 s; log:\n{}", self.log());
+            assert!(Instant::now() < deadline, "smsgate not ready in 60 s; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
