@@ -266,7 +266,8 @@ pub struct ClientConfig {
     /// `webhook_url`. Absent: this client's webhooks go unsigned.
     #[serde(default)]
     pub webhook_secret: Option<String>,
-    /// Events posted: `final` (default) and optionally `submitted`.
+    /// Events posted: `final` (default) and optionally `submitted` and `segment` (one per part
+    /// receipt of a message sent in several parts, before its `final`).
     #[serde(default = "final_only")]
     pub webhook_events: Vec<WebhookEvent>,
     /// Where this client's inbound messages (MO) are posted, `http://host[:port]/path`, signed
@@ -297,6 +298,8 @@ impl Default for InboundConfig {
 pub enum WebhookEvent {
     Submitted,
     Final,
+    /// One event per part receipt of a message sent in several parts.
+    Segment,
 }
 
 fn final_only() -> Vec<WebhookEvent> {

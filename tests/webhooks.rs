@@ -429,3 +429,34 @@ fn a_dead_receiver_fills_only_its_share_and_every_event_is_accounted_for() {
     assert_eq!(m["smsgate_webhooks_delivered_total"], 0.0);
     gw.terminate();
 }
+
+/// A client that asks for `segment` events gets one per part receipt of a long message, each
+/// before the message's `final`, in the order they were owed.
+#[test]
+fn segment_events_come_per_part_before_the_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, 0, false);
+    let sim = Sim::start(&["--dlr-delay-ms", "20"]);
+    let cfg = config(sim.port, &receiver.url("/hooks"), "[\"segment\", \"final\"]", "poll_interval_ms = 50");
+    let gw = Gateway::start(dir.path(), &cfg);
+    let agent = agent();
+    let long = json!({"to": "+4915112345699", "from": "ACME", "text": "x".repeat(300), "link": "100"});
+    let id = submit_ok(&agent, &gw, HOOK_KEY, &long);
+    let short = submit_ok(&agent, &gw, HOOK_KEY, &message("+4915112345698", "100"));
+    wait_until(10, "two segment events and two finals", || receiver.delivered().len() >= 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let got = receiver.delivered();
+    let mine: Vec<String> =
+        got.iter().map(|r| r.event_id().to_owned()).filter(|e| e.starts_with(id.as_str())).collect();
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    let mut segments = mine[..2].to_vec();
+    segments.sort();
+    assert_eq!(segments, [format!("{id}.segment.1"), format!("{id}.segment.2")]);
+    assert_eq!(mine[2], format!("{id}.final"), "the final comes last");
+    let seg = got.iter().find(|r| r.event_id() == format!("{id}.segment.2")).unwrap().json();
+    assert_eq!((seg["event"].as_str(), seg["segment"].as_u64()), (Some("segment"), Some(2)));
+    assert_eq!(seg["segments"]["parts"][1]["status"], "delivered");
+    let others: Vec<&str> = got.iter().map(|r| r.event_id()).filter(|e| e.starts_with(short.as_str())).collect();
+    assert_eq!(others, [format!("{short}.final")], "a one-part message gets no segment event");
+    gw.terminate();
+}

@@ -25,6 +25,20 @@ pub enum Event {
     Submitted,
     /// The message reached a final status.
     Final,
+    /// The receipt of one part (1-based) of a message sent in several parts (only for clients
+    /// with `webhook_events` containing `segment`).
+    Segment(u16),
+}
+
+impl Event {
+    /// The name the webhook's `event` field carries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Submitted => "submitted",
+            Event::Final => "final",
+            Event::Segment(_) => "segment",
+        }
+    }
 }
 
 /// One webhook owed, as the outbox keeps it.
@@ -67,6 +81,7 @@ impl Default for WebhookTargets {
 struct ClientHook {
     url: Option<String>,
     submitted: bool,
+    segment: bool,
 }
 
 impl WebhookTargets {
@@ -78,6 +93,7 @@ impl WebhookTargets {
                 let hook = ClientHook {
                     url: c.webhook_url.clone(),
                     submitted: c.webhook_events.contains(&WebhookEvent::Submitted),
+                    segment: c.webhook_events.contains(&WebhookEvent::Segment),
                 };
                 (c.name.clone(), hook)
             })
@@ -100,6 +116,9 @@ impl WebhookTargets {
     pub fn url_for<'a>(&'a self, rec: &'a MessageRecord, event: Event) -> Option<&'a str> {
         let hook = self.clients.get(&rec.client);
         if event == Event::Submitted && !hook.is_some_and(|h| h.submitted) {
+            return None;
+        }
+        if matches!(event, Event::Segment(_)) && !hook.is_some_and(|h| h.segment) {
             return None;
         }
         rec.callback_url.as_deref().or_else(|| hook.and_then(|h| h.url.as_deref()))
@@ -296,6 +315,7 @@ pub fn event_id(id: MessageId, event: Event) -> String {
     match event {
         Event::Submitted => format!("{id}.submitted"),
         Event::Final => format!("{id}.final"),
+        Event::Segment(n) => format!("{id}.segment.{n}"),
     }
 }
 
@@ -317,9 +337,9 @@ pub fn payload(rec: &MessageRecord, event: Event) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut body = serde_json::json!({
         "event_id": event_id(rec.id, event),
-        "event": event,
+        "event": event.name(),
         "message_id": rec.id.to_string(),
         "client_ref": rec.client_ref,
         "status": status_name(rec.status),
@@ -336,7 +356,11 @@ pub fn payload(rec: &MessageRecord, event: Event) -> serde_json::Value {
             "done_ms": done,
             "smsc_done_date": (event == Event::Final).then(|| last.and_then(|t| t.smsc_done_date.clone())).flatten(),
         },
-    })
+    });
+    if let (Event::Segment(n), Some(obj)) = (event, body.as_object_mut()) {
+        obj.insert("segment".to_owned(), serde_json::json!(n));
+    }
+    body
 }
 
 /// The delay before attempt `attempts + 1`: `initial × 2^attempts`, at most `max`, with ±20 %

@@ -99,7 +99,7 @@ fn put<T: Tables + ?Sized>(t: &mut T, rec: &MessageRecord) -> Result<OpOutcome, 
         t.set_lookup(&key, rec.id, part)?;
         if let Some(receipt) = t.take_parked(&key)? {
             rec.apply_receipt(part, &receipt);
-            applied.push(receipt);
+            applied.push((part, receipt));
         }
     }
     t.set_message(&rec)?;
@@ -108,11 +108,20 @@ fn put<T: Tables + ?Sized>(t: &mut T, rec: &MessageRecord) -> Result<OpOutcome, 
         if submitted && before.is_none_or(|s| s == Status::Accepted) {
             owe(t, &rec, Event::Submitted, now_of(&rec))?;
         }
+        if rec.parts.len() > 1 {
+            for (part, receipt) in &applied {
+                owe(t, &rec, Event::Segment(segment_number(*part)), receipt.received_at_ms)?;
+            }
+        }
         if rec.status.is_final() && !before.is_some_and(Status::is_final) {
             owe(t, &rec, Event::Final, now_of(&rec))?;
         }
     }
-    Ok(if applied.is_empty() { OpOutcome::Stored } else { OpOutcome::StoredWithReceipts(applied) })
+    Ok(if applied.is_empty() {
+        OpOutcome::Stored
+    } else {
+        OpOutcome::StoredWithReceipts(applied.into_iter().map(|(_, r)| r).collect())
+    })
 }
 
 fn receipt<T: Tables + ?Sized>(t: &mut T, r: &Receipt) -> Result<OpOutcome, StoreError> {
@@ -134,10 +143,18 @@ fn receipt<T: Tables + ?Sized>(t: &mut T, r: &Receipt) -> Result<OpOutcome, Stor
         return Ok(OpOutcome::ReceiptDuplicate(id));
     }
     t.set_message(&rec)?;
+    if rec.parts.len() > 1 {
+        owe(t, &rec, Event::Segment(segment_number(part)), r.received_at_ms)?;
+    }
     if !was_final && rec.status.is_final() {
         owe(t, &rec, Event::Final, r.received_at_ms)?;
     }
     Ok(OpOutcome::ReceiptApplied(id, rec.client.clone()))
+}
+
+/// The 1-based number of part index `part` in segment events.
+fn segment_number(part: usize) -> u16 {
+    u16::try_from(part + 1).unwrap_or(u16::MAX)
 }
 
 /// Writes the outbox entry of `event` for `rec`, if it has a URL for it.
