@@ -11,10 +11,11 @@
 //! - [`state`]: lifecycle records, the backend contract, the embedded store, group commit.
 //! - [`observe`]: logs, shard-local metrics merged on read, dashboard JSON, Prometheus.
 //! - [`history`]: every message event to PostgreSQL (side threads, spill files), history API.
-//! - [`ids`], [`clock`]: typed identifiers and the injected clock.
+//! - [`ids`], [`clock`], [`digest`]: typed identifiers, the injected clock, hex and HMAC.
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod history;
 pub mod ids;
 pub mod inbound;

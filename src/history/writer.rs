@@ -15,10 +15,9 @@ use super::schema::{self, MS_PER_DAY};
 use super::spool::{Segment, SpillDir};
 use super::{HistoryEvent, HistoryStats};
 use crate::clock::{Clock, SystemClock};
+use crate::digest::{hex, hmac_sha256};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use hmac::{Hmac, Mac};
 use postgres::{Client, NoTls};
-use sha2::Sha256;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -81,14 +80,8 @@ pub fn pg_config(cfg: &HistoryConfig) -> Result<postgres::Config, postgres::Erro
 pub fn dest_value(cfg: &HistoryConfig, to: &str) -> String {
     match (cfg.destination, &cfg.destination_key) {
         (Destination::Hashed, Some(key)) => {
-            // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else { return String::new() };
-            mac.update(to.as_bytes());
-            let digest = mac.finalize().into_bytes();
-            digest[..16].iter().fold(String::with_capacity(32), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            })
+            let mac = hmac_sha256(key.as_bytes(), &[to.as_bytes()]);
+            hex(&mac[..16])
         }
         _ => to.to_owned(),
     }

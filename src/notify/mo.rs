@@ -113,7 +113,7 @@ pub fn assemble(parts: &[MoPart], now_ms: u64) -> Option<InboundMessage> {
     let total = first.part_of.map_or(1, |p| p.total);
     let octets: Vec<u8> = parts.iter().flat_map(|p| p.octets.iter().copied()).collect();
     let text = encoding::decode(first.data_coding, &octets);
-    let octets_hex = text.is_none().then(|| octets.iter().map(|b| format!("{b:02x}")).collect());
+    let octets_hex = text.is_none().then(|| crate::digest::hex(&octets));
     let parts_received: Vec<u8> = parts.iter().map(|p| p.part_of.map_or(1, |p| p.seq)).collect();
     Some(InboundMessage {
         id: first.id,

@@ -19,13 +19,12 @@
 use super::outbox::{backoff_ms, CallbackPolicy, OutboxEntry};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ClientConfig, InboundConfig, WebhooksConfig};
+use crate::digest::{hex, hmac_sha256};
 use crate::ids::ClientId;
 use crate::state::store::{Op, OpOutcome, OutboxRead, StoreError};
 use crate::state::writer::StateHandle;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_lite::future::block_on;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -184,16 +183,8 @@ impl ureq::unversioned::resolver::Resolver for AllowedOnly {
 
 /// Signs `body` at unix time `t` with `secret`: the value of [`SIGNATURE_HEADER`].
 pub fn sign(secret: &str, t: u64, body: &str) -> String {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={t},v1={hex}")
+    let mac = hmac_sha256(secret.as_bytes(), &[t.to_string().as_bytes(), b".", body.as_bytes()]);
+    format!("t={t},v1={}", hex(&mac))
 }
 
 /// What one attempt came to.

@@ -1,6 +1,7 @@
 //! Protobuf messages to and from the pipeline's types.
 
 use super::pb;
+use crate::digest::hex;
 use crate::notify::mo::InboundMessage;
 use crate::notify::stream::ReceiptEvent;
 use crate::pipeline::parse::{ParseError, SubmitFields, TlvField};
@@ -39,16 +40,6 @@ pub fn fields(m: pb::SubmitRequest) -> Result<SubmitFields, ParseError> {
         callback_url: m.callback_url,
         tlvs,
         campaign: m.campaign,
-    })
-}
-
-/// `parse` takes TLV values in hex, as the JSON API carries them.
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        // Writing to a String cannot fail.
-        write!(s, "{x:02x}").ok();
-        s
     })
 }
 

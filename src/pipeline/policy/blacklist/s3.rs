@@ -4,7 +4,7 @@
 //! unsigned (public buckets). Runs on the blacklist's side thread only: blocking is its job.
 
 use super::super::config::S3Source;
-use hmac::{Hmac, Mac};
+use crate::digest::{hex, hmac_sha256};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -153,17 +153,8 @@ fn uri_encode(s: &str) -> String {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return Vec::new();
-    };
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+fn hmac(key: &[u8], data: &str) -> [u8; 32] {
+    hmac_sha256(key, &[data.as_bytes()])
 }
 
 /// `20130524T000000Z` of `t`, UTC.
