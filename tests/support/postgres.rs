@@ -80,8 +80,11 @@ impl PgServer {
         format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
     }
 
+    /// A connection for the test's own checks; a statement blocked for 20 s fails the test
+    /// instead of hanging it.
     pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect to the test PostgreSQL")
+        let url = format!("{} options='-c statement_timeout=20000'", self.url());
+        postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test PostgreSQL")
     }
 
     /// Starts the server (again) on the same port and waits until it accepts connections.

@@ -45,8 +45,11 @@ pub struct S3Server {
     child: Option<Child>,
 }
 
-/// The venv with moto's server and boto3.
+/// The venv with moto's server and boto3, made once even when several tests of one binary
+/// start a server at the same moment.
 fn venv() -> PathBuf {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("s3-venv");
     let ready = || venv.join("bin/moto_server").exists();
     if !ready() {
