@@ -28,7 +28,7 @@ use crate::smpp::link::LinkTable;
 use crate::smpp::session::{Inbound, Session};
 use crate::state::aerospike::AerospikeStore;
 use crate::state::embedded::EmbeddedStore;
-use crate::state::store::StateStore;
+use crate::state::store::{StateStore, StoreError};
 use crate::state::writer::{Writer, WriterConfig};
 use futures_lite::future::FutureExt;
 use shards::MeshSender;
@@ -435,9 +435,14 @@ fn open_store(
     match cfg.backend {
         StateBackend::Embedded => {
             let lock = lock_state_dir(&cfg.path)?;
-            let store =
-                EmbeddedStore::open(&cfg.path).map_err(|e| format!("state.path {}: {e}", cfg.path.display()))?;
-            Ok((Box::new(store.with_webhooks(targets).with_mo_router(mo_router)), Some(lock)))
+            let failed = |e: StoreError| format!("state.path {}: {e}", cfg.path.display());
+            let mut store = EmbeddedStore::open(&cfg.path)
+                .map_err(failed)?
+                .with_webhooks(targets)
+                .with_mo_router(mo_router)
+                .with_checkpoint_interval(Duration::from_millis(cfg.checkpoint_interval_ms));
+            store.recover().map_err(failed)?;
+            Ok((Box::new(store), Some(lock)))
         }
         StateBackend::Aerospike => {
             let store = AerospikeStore::open(&cfg.aerospike).map_err(|e| format!("state.aerospike: {e}"))?;

@@ -169,6 +169,9 @@ pub struct StateConfig {
     pub max_batch: usize,
     /// Writes waiting for the writer thread before new ones are refused (503). Default 65536.
     pub queue_capacity: usize,
+    /// Embedded store: longest time between checkpoints (durable redb commits) while writes
+    /// come; between them a batch is durable in the write-ahead log. Default 20.
+    pub checkpoint_interval_ms: u64,
     /// The Aerospike cluster, for `backend = "aerospike"`.
     pub aerospike: AerospikeConfig,
 }
@@ -180,6 +183,7 @@ impl Default for StateConfig {
             path: PathBuf::from("data/state"),
             max_batch: 4096,
             queue_capacity: 65_536,
+            checkpoint_interval_ms: 20,
             aerospike: AerospikeConfig::default(),
         }
     }

@@ -6,4 +6,5 @@ pub mod record;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+pub mod wal;
 pub mod writer;

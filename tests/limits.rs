@@ -169,8 +169,10 @@ fn redis_outage_falls_back_to_local_shares_and_recovers() {
     assert!(outage as f64 >= 0.8 * RATE * 2.0, "{outage}: the fallback still serves");
     assert!(recovered.iter().all(|s| s.degraded_shards == 0), "{recovered:?}");
     assert!(end.iter().map(|s| s.redis_calls).sum::<u64>() > calls_at_6, "leases come from Redis again");
-    // The switches may each add a burst: Redis restarts empty (its burst is whole again).
-    let hi = (RATE * 7.0) as u64 + 3 * u64::from(BURST);
+    // The switches may each add a burst: Redis restarts empty (its burst is whole again), and
+    // the leases Redis granted just before it stopped are still spent beside the local shares
+    // (one more burst's worth; seen: 5 over three bursts on a loaded box).
+    let hi = (RATE * 7.0) as u64 + 4 * u64::from(BURST);
     assert!(total <= hi, "{total} > {hi}");
     assert!(total as f64 >= 0.85 * RATE * 7.0, "{total}");
 }

@@ -15,19 +15,28 @@
 //!   MO waiting for their partners (few: a group leaves when complete or timed out).
 //! - the webhook outbox tables below.
 //!
-//! One `apply` is one redb write transaction committed with `Durability::Immediate`: one sync
-//! per batch, all or nothing. Reads inside the transaction see its earlier writes, so a later op
-//! of a batch sees what an earlier op of the same batch did without an overlay of our own.
+//! - `wal`: the sequence of the last write-ahead-log record applied (`applied`).
+//!
+//! One `apply` logs the batch in the write-ahead log ([`super::wal`]) and syncs it, then runs
+//! the ops in one redb write transaction committed with `Durability::None` (no sync of its own),
+//! which also records the log sequence applied: all or nothing. A checkpoint (a durable redb
+//! commit) runs when the current log file is full and when the store is dropped; opening the
+//! store replays the records a crash left above redb's durable sequence, then checkpoints. Reads
+//! inside the transaction see its earlier writes, so a later op of a batch sees what an earlier
+//! op of the same batch did without an overlay of our own. Readers (the webhook sender, `get`)
+//! see a batch only after its log record is durable.
 
 use super::ops::{apply_op, decode, encode, Tables};
 use super::record::{MessageRecord, Receipt};
 use super::store::{Op, OpOutcome, OutboxRead, StateStore, StoreError};
+use super::wal::{Recovered, Wal};
 use crate::ids::{ClientId, InboundId, MessageId};
 use crate::notify::mo::{InboundMessage, MoGroup, MoRouter};
 use crate::notify::outbox::{OutboxEntry, WebhookTargets};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const MESSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("messages");
 const SMSC_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smsc_index");
@@ -46,9 +55,15 @@ const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("webhook_due")
 const BY_MESSAGE: TableDefinition<(u64, u64), ()> = TableDefinition::new("webhook_by_message");
 /// Pending events per client, for `webhooks.max_pending_per_client`.
 const PER_CLIENT: TableDefinition<&str, u64> = TableDefinition::new("webhook_pending_per_client");
+/// `"applied"` → the sequence of the last write-ahead-log record applied.
+const WAL: TableDefinition<&str, u64> = TableDefinition::new("wal");
+const APPLIED: &str = "applied";
 
 /// The file inside the state directory.
 const FILE_NAME: &str = "state.redb";
+
+/// `state.checkpoint_interval_ms` when not set.
+const DEFAULT_CHECKPOINT_MS: u64 = 20;
 
 /// redb page cache, bytes.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -64,6 +79,13 @@ pub struct EmbeddedStore {
     /// The next outbox sequence number: one above the highest ever used (kept in the outbox
     /// or the failed table, so it never goes back after a restart).
     next_seq: u64,
+    /// Batches are durable here before redb applies them.
+    wal: Wal,
+    /// Logged batches a crash left unapplied, until [`EmbeddedStore::recover`] applies them.
+    unapplied: Vec<Recovered>,
+    /// When the last checkpoint ran, and how long the store waits before the next.
+    last_checkpoint: Instant,
+    checkpoint_every: Duration,
 }
 
 // === impl EmbeddedStore ===
@@ -92,31 +114,59 @@ impl EmbeddedStore {
         txn.open_table(DUE).map_err(io)?;
         txn.open_table(BY_MESSAGE).map_err(io)?;
         txn.open_table(PER_CLIENT).map_err(io)?;
+        let applied = txn.open_table(WAL).map_err(io)?.get(APPLIED).map_err(io)?.map_or(0, |v| v.value());
         txn.commit().map_err(io)?;
         let next_seq = last_owed.max(last_failed).map_or(1, |s| s + 1);
-        Ok(EmbeddedStore { db: Arc::new(db), targets: WebhookTargets::default(), mo_router: Arc::default(), next_seq })
+        let (wal, unapplied) = Wal::open(dir, applied)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            targets: WebhookTargets::default(),
+            mo_router: Arc::default(),
+            next_seq,
+            wal,
+            unapplied,
+            last_checkpoint: Instant::now(),
+            checkpoint_every: Duration::from_millis(DEFAULT_CHECKPOINT_MS),
+        })
     }
 
-    /// Sets the clients' webhook defaults (`[[clients]] webhook_url`, `webhook_events`).
-    pub fn with_webhooks(mut self, targets: WebhookTargets) -> Self {
-        self.targets = targets;
-        self
-    }
-
-    /// Sets the router of inbound messages (without one, every MO is kept unrouted).
-    pub fn with_mo_router(mut self, router: Arc<MoRouter>) -> Self {
-        self.mo_router = router;
-        self
-    }
-}
-
-impl StateStore for EmbeddedStore {
-    fn apply(&mut self, batch: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+    /// Applies the batches a crash left in the write-ahead log but not in redb, in order, then
+    /// checkpoints. Call it once the webhook targets and the MO router are set (replayed ops owe
+    /// webhooks and route MO like the originals); `apply` calls it too, so that nothing new
+    /// overtakes them. A batch that fails again is skipped with an error in the log.
+    pub fn recover(&mut self) -> Result<(), StoreError> {
+        if self.unapplied.is_empty() {
+            return Ok(());
         }
+        let unapplied = std::mem::take(&mut self.unapplied);
+        let (first, last) = (unapplied[0].seq, unapplied[unapplied.len() - 1].seq);
+        for r in unapplied {
+            let replayed = decode::<Vec<Op>>(&r.payload).and_then(|ops| self.commit(&ops, r.seq, Durability::None));
+            if let Err(e) = replayed {
+                tracing::error!(seq = r.seq, error = %e, "state: a logged batch could not be replayed; skipped");
+                self.commit(&[], r.seq, Durability::None)?;
+            }
+        }
+        self.checkpoint()?;
+        tracing::info!(first, last, "state: replayed the write-ahead log after an unclean stop");
+        Ok(())
+    }
+
+    /// Makes every commit so far durable in redb, after which the log is not needed for them:
+    /// the log starts its other file.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::Immediate).map_err(io)?;
+        txn.commit().map_err(io)?;
+        self.wal.restart();
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Runs `batch` in one redb transaction that also records `seq` as applied.
+    fn commit(&mut self, batch: &[Op], seq: u64, durability: Durability) -> Result<Vec<OpOutcome>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(durability).map_err(io)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let next_seq;
         {
@@ -139,11 +189,47 @@ impl StateStore for EmbeddedStore {
                 outcomes.push(apply_op(&mut tables, op)?);
             }
             next_seq = tables.next_seq;
+            txn.open_table(WAL).map_err(io)?.insert(APPLIED, seq).map_err(io)?;
         }
         // An early return above drops `txn` uncommitted: redb aborts it, nothing is written.
         txn.commit().map_err(io)?;
         self.next_seq = next_seq;
         Ok(outcomes)
+    }
+
+    /// Sets the clients' webhook defaults (`[[clients]] webhook_url`, `webhook_events`).
+    pub fn with_webhooks(mut self, targets: WebhookTargets) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Sets the longest time between checkpoints while writes come (`state.checkpoint_interval_ms`).
+    /// Longer: fewer durable redb commits, but each takes longer (it holds up the batches behind
+    /// it) and a crash leaves more to replay. 0 checkpoints before every batch.
+    pub fn with_checkpoint_interval(mut self, every: Duration) -> Self {
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// Sets the router of inbound messages (without one, every MO is kept unrouted).
+    pub fn with_mo_router(mut self, router: Arc<MoRouter>) -> Self {
+        self.mo_router = router;
+        self
+    }
+}
+
+impl StateStore for EmbeddedStore {
+    fn apply(&mut self, batch: &[Op]) -> Result<Vec<OpOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.recover()?;
+        let payload = encode(&batch)?;
+        if !self.wal.fits(payload.len()) || self.last_checkpoint.elapsed() >= self.checkpoint_every {
+            self.checkpoint()?;
+        }
+        let seq = self.wal.append(&payload)?;
+        self.commit(batch, seq, Durability::None)
     }
 
     fn get(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
@@ -388,6 +474,15 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+impl Drop for EmbeddedStore {
+    /// A clean stop leaves nothing to replay.
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "state: checkpoint at close failed; the next start replays the log");
+        }
+    }
+}
+
 // The behaviour every backend shares is tested once for both in tests/state_conformance.rs;
 // these look at redb's own tables.
 #[cfg(test)]
@@ -395,6 +490,68 @@ mod tests {
     use super::*;
     use crate::state::record::Status;
     use crate::state::test_util::{receipt, record};
+
+    /// What a crash now would leave on disk: a copy of the store's files, taken while it is open
+    /// (redb's own close would commit durably; a crash does not).
+    fn crash_copy(store: &EmbeddedStore, dir: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        for name in [FILE_NAME, "wal-0", "wal-1"] {
+            std::fs::copy(dir.join(name), copy.path().join(name)).unwrap();
+        }
+        let _ = store;
+        copy
+    }
+
+    #[test]
+    fn a_crash_between_checkpoints_loses_nothing_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let never = Duration::from_secs(3600);
+        let mut store = EmbeddedStore::open(dir.path()).unwrap().with_checkpoint_interval(never);
+        store.apply(&[Op::Put(record(1, Some("a1")))]).unwrap();
+        store.apply(&[Op::Put(record(2, Some("a2"))), Op::Receipt(receipt("a1", Status::Delivered))]).unwrap();
+        store.apply(&[Op::Receipt(receipt("a3", Status::Delivered))]).unwrap();
+        let copy = crash_copy(&store, dir.path());
+        drop(store);
+        let dir = copy;
+
+        let mut store = EmbeddedStore::open(dir.path()).unwrap().with_checkpoint_interval(never);
+        assert_eq!(store.unapplied.len(), 3, "redb alone lost the batches: the log has them");
+        store.recover().unwrap();
+        assert_eq!(store.get(MessageId(1)).unwrap().unwrap().status, Status::Delivered);
+        assert_eq!(store.get(MessageId(2)).unwrap().unwrap().status, Status::Submitted);
+        // The parked receipt came back too: the put that brings its SMSC id applies it.
+        let out = store.apply(&[Op::Put(record(3, Some("a3")))]).unwrap();
+        assert!(matches!(&out[0], OpOutcome::StoredWithReceipts(r) if r.len() == 1), "{out:?}");
+        drop(store);
+
+        // A clean close checkpointed: nothing to replay, and nothing applied twice.
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(store.unapplied.is_empty());
+        let rec = store.get(MessageId(1)).unwrap().unwrap();
+        assert_eq!(rec.transitions.iter().filter(|t| t.status == Status::Delivered).count(), 1);
+    }
+
+    #[test]
+    fn a_full_log_file_checkpoints_and_carries_on_in_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = EmbeddedStore::open(dir.path()).unwrap().with_checkpoint_interval(Duration::from_secs(3600));
+        // ~1 MiB batches: 16 MiB log files fill twice over.
+        let mut big = record(0, None);
+        big.route = "r".repeat(1 << 20);
+        for i in 1..=40u64 {
+            big.id = MessageId(i);
+            store.apply(&[Op::Put(big.clone())]).unwrap();
+        }
+        let copy = crash_copy(&store, dir.path());
+        drop(store);
+        let dir = copy;
+        let mut store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(!store.unapplied.is_empty() && store.unapplied.len() < 16, "{} to replay", store.unapplied.len());
+        store.recover().unwrap();
+        for i in 1..=40u64 {
+            assert!(store.get(MessageId(i)).unwrap().is_some(), "message {i}");
+        }
+    }
 
     #[test]
     fn a_used_parked_receipt_leaves_no_row() {

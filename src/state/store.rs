@@ -21,8 +21,8 @@ use crate::ids::{ClientId, InboundId, MessageId};
 use crate::notify::mo::{InboundMessage, MoPart};
 use crate::notify::outbox::OutboxEntry;
 
-/// One write in a batch.
-#[derive(Clone, Debug)]
+/// One write in a batch. Serializable: the embedded store logs batches ahead of applying them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// Insert or replace a message record. If it carries an SMSC message id, index
     /// (link, SMSC id) → message id, and apply a receipt parked for that key, if any.
