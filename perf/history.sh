@@ -28,31 +28,14 @@ KEY=perf-key-0123456789abcdef
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 OUT=perf/results/history-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
-TMP=$(mktemp -d)
+source "$(dirname "$0")/lib.sh"
 AS=()
 if [[ $(id -u) == 0 ]]; then
     chown postgres "$TMP"
     AS=(runuser -u postgres --)
 fi
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    "${AS[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for() {
-    for _ in $(seq 200); do
-        curl -sf "http://$1$2" 2>/dev/null | grep -q "$3" && return 0
-        sleep 0.1
-    done
-    echo "history.sh: $1$2 did not answer with $3" >&2
-    exit 1
+cleanup_last() {
+    "${AS[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1
 }
 
 PG_PORT=$(free_port)

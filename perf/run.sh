@@ -67,35 +67,9 @@ fi
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=perf/results/$STAMP
 mkdir -p "$OUT"
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    [[ -n ${GATE_PID:-} ]] && stop_gate
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until "$1" answers GET "$2" with a body matching "$3", for at most 20 s.
-wait_for() {
-    local i
-    for i in $(seq 200); do
-        if curl -sf "http://$1$2" 2>/dev/null | grep -q "$3"; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "run.sh: $1$2 did not answer with $3" >&2
-    exit 1
+source "$(dirname "$0")/lib.sh"
+cleanup_first() {
+    [[ -z ${GATE_PID:-} ]] || stop_gate
 }
 
 SIM_PORT=$(free_port)

@@ -25,22 +25,7 @@ if [[ ${NO_BUILD:-0} != 1 ]]; then
     cargo build --release -p perf -p smsgate
 fi
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$(dirname "$0")/lib.sh"
 metric() {
     curl -sf "http://$GATE/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
