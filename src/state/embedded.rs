@@ -20,7 +20,8 @@
 //! One `apply` logs the batch in the write-ahead log ([`super::wal`]) and syncs it, then runs
 //! the ops in one redb write transaction committed with `Durability::None` (no sync of its own),
 //! which also records the log sequence applied: all or nothing. A checkpoint (a durable redb
-//! commit) runs when the current log file is full and when the store is dropped; opening the
+//! commit) runs before a batch once `state.checkpoint_interval_ms` has passed since the last one
+//! or when the current log file is full, and when the store is dropped; opening the
 //! store replays the records a crash left above redb's durable sequence, then checkpoints. Reads
 //! inside the transaction see its earlier writes, so a later op of a batch sees what an earlier
 //! op of the same batch did without an overlay of our own. Readers (the webhook sender, `get`)
