@@ -441,6 +441,7 @@ fn open_store(
                 .with_webhooks(targets)
                 .with_mo_router(mo_router)
                 .with_checkpoint_interval(Duration::from_millis(cfg.checkpoint_interval_ms));
+            crate::observe::metrics::set_embedded(store.stats());
             store.recover().map_err(failed)?;
             Ok((Box::new(store), Some(lock)))
         }

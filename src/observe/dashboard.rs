@@ -501,6 +501,40 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
         }
     }
 
+    if let Some(e) = metrics::embedded() {
+        let seconds = |us: &AtomicU64| us.load(Ordering::Relaxed) as f64 / 1e6;
+        let embedded_series: [(&str, &str, &str, String); 4] = [
+            (
+                "smsgate_state_checkpoints_total",
+                "counter",
+                "Checkpoints of the embedded store (durable commits; the writer waits for each).",
+                e.checkpoints.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "smsgate_state_checkpoint_seconds_total",
+                "counter",
+                "Time the embedded store's checkpoints took.",
+                seconds(&e.checkpoint_us).to_string(),
+            ),
+            (
+                "smsgate_state_checkpoint_max_seconds",
+                "gauge",
+                "The longest checkpoint of the embedded store since start.",
+                seconds(&e.checkpoint_max_us).to_string(),
+            ),
+            (
+                "smsgate_state_log_replayed_total",
+                "counter",
+                "Batches of the embedded store's write-ahead log replayed at start after an unclean stop.",
+                e.replayed.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
+        for (name, kind, help, v) in embedded_series {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
+
     if let Some(a) = metrics::aerospike() {
         let aerospike_series: [(&str, &str, &AtomicU64); 4] = [
             ("smsgate_aerospike_calls_total", "Batch calls and commands sent to Aerospike.", &a.calls),

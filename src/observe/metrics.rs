@@ -25,6 +25,7 @@ use crate::pipeline::route::Live;
 use crate::pipeline::submit::LocalSessions;
 use crate::smpp::link::LinkTable;
 use crate::state::aerospike::AerospikeStats;
+use crate::state::embedded::EmbeddedStats;
 use crate::state::writer::StateHandle;
 use hdrhistogram::Histogram;
 use shards::Shutdown;
@@ -481,6 +482,18 @@ pub fn set_inbound(stats: Arc<InboundStats>) {
 
 pub fn inbound() -> Option<&'static InboundStats> {
     INBOUND.get().map(|s| &**s)
+}
+
+/// The embedded backend's counters, when it is the state store.
+static EMBEDDED: OnceLock<Arc<EmbeddedStats>> = OnceLock::new();
+
+/// Set once at start-up by `app.rs`.
+pub fn set_embedded(stats: Arc<EmbeddedStats>) {
+    let _set_once_per_process = EMBEDDED.set(stats);
+}
+
+pub fn embedded() -> Option<&'static EmbeddedStats> {
+    EMBEDDED.get().map(|s| &**s)
 }
 
 /// The Aerospike backend's counters, when it is the state store.

@@ -36,6 +36,7 @@ use crate::notify::mo::{InboundMessage, MoGroup, MoRouter};
 use crate::notify::outbox::{OutboxEntry, WebhookTargets};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,19 @@ const DEFAULT_CHECKPOINT_MS: u64 = 20;
 /// redb page cache, bytes.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The embedded backend's counters, for the metrics module.
+#[derive(Debug, Default)]
+pub struct EmbeddedStats {
+    /// Checkpoints (durable redb commits) made.
+    pub checkpoints: AtomicU64,
+    /// Time they took, microseconds: the writer takes no batch meanwhile.
+    pub checkpoint_us: AtomicU64,
+    /// The longest one since start, microseconds.
+    pub checkpoint_max_us: AtomicU64,
+    /// Logged batches replayed at start-up after an unclean stop.
+    pub replayed: AtomicU64,
+}
+
 /// The embedded backend. Owned by the writer thread; `get` may also run there.
 pub struct EmbeddedStore {
     /// Shared with the outbox reader of the webhook sender (redb: one writer, many readers).
@@ -87,6 +101,7 @@ pub struct EmbeddedStore {
     /// When the last checkpoint ran, and how long the store waits before the next.
     last_checkpoint: Instant,
     checkpoint_every: Duration,
+    stats: Arc<EmbeddedStats>,
 }
 
 // === impl EmbeddedStore ===
@@ -128,6 +143,7 @@ impl EmbeddedStore {
             unapplied,
             last_checkpoint: Instant::now(),
             checkpoint_every: Duration::from_millis(DEFAULT_CHECKPOINT_MS),
+            stats: Arc::default(),
         })
     }
 
@@ -141,6 +157,7 @@ impl EmbeddedStore {
         }
         let unapplied = std::mem::take(&mut self.unapplied);
         let (first, last) = (unapplied[0].seq, unapplied[unapplied.len() - 1].seq);
+        self.stats.replayed.fetch_add(unapplied.len() as u64, Ordering::Relaxed);
         for r in unapplied {
             let replayed = decode::<Vec<Op>>(&r.payload).and_then(|ops| self.commit(&ops, r.seq, Durability::None));
             if let Err(e) = replayed {
@@ -156,12 +173,22 @@ impl EmbeddedStore {
     /// Makes every commit so far durable in redb, after which the log is not needed for them:
     /// the log starts its other file.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let started = Instant::now();
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::Immediate).map_err(io)?;
         txn.commit().map_err(io)?;
         self.wal.restart();
         self.last_checkpoint = Instant::now();
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.stats.checkpoint_us.fetch_add(took, Ordering::Relaxed);
+        self.stats.checkpoint_max_us.fetch_max(took, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The store's counters, for the metrics module.
+    pub fn stats(&self) -> Arc<EmbeddedStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Runs `batch` in one redb transaction that also records `seq` as applied.
@@ -518,6 +545,8 @@ mod tests {
         let mut store = EmbeddedStore::open(dir.path()).unwrap().with_checkpoint_interval(never);
         assert_eq!(store.unapplied.len(), 3, "redb alone lost the batches: the log has them");
         store.recover().unwrap();
+        assert_eq!(store.stats().replayed.load(Ordering::Relaxed), 3);
+        assert_eq!(store.stats().checkpoints.load(Ordering::Relaxed), 1, "recovery ends with a checkpoint");
         assert_eq!(store.get(MessageId(1)).unwrap().unwrap().status, Status::Delivered);
         assert_eq!(store.get(MessageId(2)).unwrap().unwrap().status, Status::Submitted);
         // The parked receipt came back too: the put that brings its SMSC id applies it.
