@@ -46,17 +46,7 @@ SIM_PORT=$(free_port)
 "$BIN/smsc-sim" --listen "127.0.0.1:$SIM_PORT" --dlr-delay-ms "$DLR_DELAY_MS" --control off >"$OUT/smsc-sim.log" 2>&1 &
 PIDS+=("$!")
 
-cat >"$TMP/rules.toml" <<EOF2
-[links.bench]
-host = "127.0.0.1"
-port = $SIM_PORT
-system_id = "smsgate"
-password = "secret"
-esme_rate = 1000000
-esme_rate_burst = 100000
-sessions = 2
-window = 512
-EOF2
+write_link_rules "$TMP/rules.toml" bench "$SIM_PORT"
 declare -A PORT PID
 for side in off on; do
     PORT[$side]=$(free_port)

@@ -1,8 +1,8 @@
 # Shared set-up of the perf scripts (run.sh, history.sh, webhooks.sh); sourced, not run.
 #
 # After sourcing: TMP (a temp dir, removed at exit), PIDS (processes to stop at exit: append
-# with PIDS+=("$!")), free_port, wait_for. A script that has more to stop defines
-# `cleanup_first` (called before the PIDS are stopped) or `cleanup_last` (after).
+# with PIDS+=("$!")), free_port, wait_for, write_link_rules. A script that has more to stop
+# defines `cleanup_first` (called before the PIDS are stopped) or `cleanup_last` (after).
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -39,4 +39,20 @@ wait_for() {
     done
     echo "$(basename "$0"): $1$2 did not answer with $3" >&2
     exit 1
+}
+
+# Writes the rules file "$1" with one link "$2" to smsc-sim on port "$3" (2 sessions, window 512,
+# a rate far above what the box can send).
+write_link_rules() {
+    cat >"$1" <<EOF
+[links.$2]
+host = "127.0.0.1"
+port = $3
+system_id = "smsgate"
+password = "secret"
+esme_rate = 1000000
+esme_rate_burst = 100000
+sessions = 2
+window = 512
+EOF
 }

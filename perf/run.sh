@@ -81,17 +81,7 @@ REDIS_PORT=$(free_port)
 cpus_toml="[]"
 [[ -n $GATE_CPUS ]] && cpus_toml="[$GATE_CPUS]"
 
-cat >"$TMP/smpp_rules.toml" <<EOF
-[links.$LINK]
-host = "127.0.0.1"
-port = $SIM_PORT
-system_id = "smsgate"
-password = "secret"
-esme_rate = 1000000
-esme_rate_burst = 100000
-sessions = 2
-window = 512
-EOF
+write_link_rules "$TMP/smpp_rules.toml" "$LINK" "$SIM_PORT"
 cat >"$TMP/smsgate.toml" <<EOF
 [shards]
 cpus = $cpus_toml

@@ -37,17 +37,7 @@ SIM_PORT=$(free_port)
 GATE=127.0.0.1:$(free_port)
 HOOK=127.0.0.1:$(free_port)
 
-cat >"$TMP/smpp_rules.toml" <<EOF
-[links.bench]
-host = "127.0.0.1"
-port = $SIM_PORT
-system_id = "smsgate"
-password = "secret"
-esme_rate = 1000000
-esme_rate_burst = 100000
-sessions = 2
-window = 512
-EOF
+write_link_rules "$TMP/smpp_rules.toml" bench "$SIM_PORT"
 cat >"$TMP/smsgate.toml" <<EOF
 [http]
 listen = "$GATE"

@@ -24,12 +24,6 @@ struct Seen {
     codes: BTreeMap<String, usize>,
 }
 
-fn metric(agent: &ureq::Agent, gw: &Gateway, name: &str) -> Option<f64> {
-    let mut r = agent.get(&gw.url("/metrics")).call().ok()?;
-    let text = r.body_mut().read_to_string().ok()?;
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
     let Some(mut server) = AerospikeServer::from_env("aerospike_outage") else {
@@ -98,7 +92,7 @@ fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let agent = agent();
-    assert_eq!(metric(&agent, &gw, "smsgate_state_up"), Some(0.0));
+    assert_eq!(metric(&gw, "smsgate_state_up"), Some(0.0));
     let during = answered();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(answered(), during, "nothing is acknowledged while the store is down");
@@ -109,7 +103,7 @@ fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
     // Slow rather than gone: a frozen server answers nothing; batches fail at their deadline
     // (apply_timeout_ms), new messages are refused, and all resumes when it thaws.
     let downs_before = down();
-    let outages = metric(&agent, &gw, "smsgate_state_outages_total").unwrap_or(0.0);
+    let outages = metric(&gw, "smsgate_state_outages_total").unwrap_or(0.0);
     server.freeze();
     let frozen_at = std::time::Instant::now();
     wait_until(30, "503 state_down while Aerospike is frozen", || down() > downs_before);
@@ -117,14 +111,14 @@ fn aerospike_outage_loses_nothing_acknowledged_and_recovers_without_restart() {
     let during_freeze = answered();
     server.resume();
     wait_until(60, "messages answered again after Aerospike thawed", || answered() >= during_freeze + 300);
-    assert!(metric(&agent, &gw, "smsgate_state_outages_total").unwrap_or(0.0) > outages);
-    assert!(metric(&agent, &gw, "smsgate_aerospike_timeouts_total").unwrap_or(0.0) >= 1.0);
+    assert!(metric(&gw, "smsgate_state_outages_total").unwrap_or(0.0) > outages);
+    assert!(metric(&gw, "smsgate_aerospike_timeouts_total").unwrap_or(0.0) >= 1.0);
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().unwrap();
     }
-    assert_eq!(metric(&agent, &gw, "smsgate_state_up"), Some(1.0));
-    assert!(metric(&agent, &gw, "smsgate_state_outages_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric(&gw, "smsgate_state_up"), Some(1.0));
+    assert!(metric(&gw, "smsgate_state_outages_total").unwrap_or(0.0) >= 1.0);
 
     let seen = seen.lock().unwrap();
     let unexpected: Vec<_> =

@@ -146,13 +146,8 @@ fn acknowledged_messages_survive_kill_9() {
     }
     if embedded {
         assert!(gw.log().contains("replayed the write-ahead log"), "{}", gw.log());
-        let metrics =
-            agent.get(&gw.url("/metrics")).call().expect("metrics").body_mut().read_to_string().expect("body");
-        let replayed = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("smsgate_state_log_replayed_total "))
-            .and_then(|v| v.parse::<u64>().ok());
-        assert!(replayed.is_some_and(|n| n > 0), "replayed batches: {replayed:?}");
+        let replayed = metric(&gw, "smsgate_state_log_replayed_total");
+        assert!(replayed.is_some_and(|n| n > 0.0), "replayed batches: {replayed:?}");
     }
     assert!(gw.terminate().success());
     drop(sim);

@@ -30,16 +30,6 @@ fn history_config(pg: &PgServer, dir: &std::path::Path, extra: &str) -> GatewayC
     cfg
 }
 
-fn metric(gw: &Gateway, name: &str) -> f64 {
-    let mut r = agent().get(&gw.url("/metrics")).call().expect("metrics");
-    let text = r.body_mut().read_to_string().expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
-}
-
 fn history_metrics(gw: &Gateway) -> String {
     let mut r = agent().get(&gw.url("/metrics")).call().expect("metrics");
     let text = r.body_mut().read_to_string().expect("metrics text");
@@ -81,7 +71,7 @@ fn migrations_batches_and_queries() {
     let mut db = pg.client();
 
     // Migrations from an empty database: the version table and the partitioned table.
-    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == 1.0);
+    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == Some(1.0));
     assert_eq!(count(&mut db, "SELECT count(*) FROM smsgate_history_migrations WHERE version = 1"), 1);
     assert_eq!(count(&mut db, "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid WHERE c.relname = 'history_events'"), 1);
 
@@ -128,9 +118,9 @@ fn migrations_batches_and_queries() {
     );
     // Batched: far fewer commits than events.
     let events = count(&mut db, "SELECT count(*) FROM history_events");
-    let batches = metric(&gw, "smsgate_history_batches_total");
+    let batches = metric(&gw, "smsgate_history_batches_total").unwrap_or(-1.0);
     assert!(batches >= 1.0 && batches * 5.0 < events as f64, "{batches} batches for {events} events");
-    assert_eq!(metric(&gw, "smsgate_history_written_total") as i64, events);
+    assert_eq!(metric(&gw, "smsgate_history_written_total").unwrap_or(-1.0) as i64, events);
 
     // A client sees its own messages, newest first, page by page with the cursor.
     let mut seen = std::collections::HashSet::new();
@@ -217,7 +207,7 @@ fn migrations_batches_and_queries() {
     // A restart applies no migration twice.
     assert_eq!(gw.terminate().code(), Some(0));
     let gw = Gateway::start(dir.path(), &cfg);
-    wait_until(20, "history writer connected again", || metric(&gw, "smsgate_history_up") == 1.0);
+    wait_until(20, "history writer connected again", || metric(&gw, "smsgate_history_up") == Some(1.0));
     assert_eq!(count(&mut db, "SELECT count(*) FROM smsgate_history_migrations"), 1);
 }
 
@@ -229,7 +219,7 @@ fn an_outage_spills_and_drains_without_loss_or_doubles() {
     let mut cfg = history_config(&pg, dir.path(), "batch_max = 50\nmemory_events = 100\nconnect_timeout_ms = 500\n");
     cfg.links = vec![("100".into(), sim.port)];
     let gw = Gateway::start(dir.path(), &cfg);
-    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == 1.0);
+    wait_until(20, "history writer connected", || metric(&gw, "smsgate_history_up") == Some(1.0));
 
     pg.stop();
     let a = agent();
@@ -239,8 +229,8 @@ fn an_outage_spills_and_drains_without_loss_or_doubles() {
         assert_eq!(status, 200, "PostgreSQL down never refuses a message: {body}");
         ids.push(body["id"].as_str().expect("id").to_owned());
     }
-    wait_until(20, "events spilled to disk", || metric(&gw, "smsgate_history_spilled_total") > 0.0);
-    assert_eq!(metric(&gw, "smsgate_history_up"), 0.0);
+    wait_until(20, "events spilled to disk", || metric(&gw, "smsgate_history_spilled_total").is_some_and(|v| v > 0.0));
+    assert_eq!(metric(&gw, "smsgate_history_up"), Some(0.0));
     assert!(gw.log().contains("spilling events to disk"), "the outage is logged");
     // PostgreSQL down: the history endpoints say so.
     let (status, body) = history_get(&gw, API_KEY, "/api/v1/history/messages");
@@ -259,13 +249,13 @@ fn an_outage_spills_and_drains_without_loss_or_doubles() {
         ids.push(body["id"].as_str().expect("id").to_owned());
     }
     all_delivered(&gw, &ids);
-    assert!(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") > 0.0);
+    assert!(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}").is_some_and(|v| v > 0.0));
 
     pg.restart();
     let mut db = pg.client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") == 0.0
-        && metric(&gw, "smsgate_history_backlog_events{where=\"memory\"}") == 0.0)
+    while !(metric(&gw, "smsgate_history_backlog_events{where=\"spill\"}") == Some(0.0)
+        && metric(&gw, "smsgate_history_backlog_events{where=\"memory\"}") == Some(0.0))
     {
         assert!(
             std::time::Instant::now() < deadline,

@@ -42,17 +42,6 @@ fn by_text(receiver: &Receiver) -> HashMap<String, Received> {
     receiver.delivered().into_iter().map(|r| (r.json()["text"].as_str().unwrap_or("").to_owned(), r)).collect()
 }
 
-/// `name value` lines of /metrics without labels.
-fn metric(a: &ureq::Agent, gw: &Gateway, name: &str) -> f64 {
-    let mut r = a.get(&gw.url("/metrics")).call().expect("metrics");
-    let text = r.body_mut().read_to_string().expect("metrics text");
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 #[test]
 fn inbound_messages_reach_the_routed_client_with_the_right_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,11 +108,11 @@ fn inbound_messages_reach_the_routed_client_with_the_right_text() {
     assert_eq!(get_inbound(&a, &gw, API_KEY, "nope").1["error"]["code"], "invalid_id");
 
     // The unrouted one was answered ESME_ROK, kept and counted; nothing was posted for it.
-    wait_until(5, "the unrouted MO counted", || metric(&a, &gw, "smsgate_mo_unrouted_total") == 1.0);
+    wait_until(5, "the unrouted MO counted", || metric(&gw, "smsgate_mo_unrouted_total") == Some(1.0));
     assert!(!by_text(&receiver).contains_key("nobody routes me"));
     let stats = sim.control("stats");
     assert!(stats.contains("deliver_sm_resp_error=0"), "every MO acknowledged with ESME_ROK: {stats}");
-    assert_eq!(metric(&a, &gw, "smsgate_mo_messages_total"), 10.0);
+    assert_eq!(metric(&gw, "smsgate_mo_messages_total"), Some(10.0));
 
     // A part that never comes: the others are delivered after the timeout, marked incomplete.
     let gappy = format!("GAP {}", "uvwxyz1234".repeat(40));
@@ -135,7 +124,7 @@ fn inbound_messages_reach_the_routed_client_with_the_right_text() {
     assert_eq!(incomplete["segments"]["received"], serde_json::json!([1, 3]));
     let text = incomplete["text"].as_str().unwrap();
     assert!(text.starts_with("GAP uvwxyz") && text.len() < gappy.len(), "{text}");
-    assert_eq!(metric(&a, &gw, "smsgate_mo_incomplete_total"), 1.0);
+    assert_eq!(metric(&gw, "smsgate_mo_incomplete_total"), Some(1.0));
 
     // Each MO was posted exactly once.
     std::thread::sleep(Duration::from_millis(300));

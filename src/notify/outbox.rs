@@ -80,8 +80,19 @@ impl Default for WebhookTargets {
 #[derive(Clone, Debug, Default)]
 struct ClientHook {
     url: Option<String>,
-    submitted: bool,
-    segment: bool,
+    /// `webhook_events`.
+    events: Vec<WebhookEvent>,
+}
+
+impl ClientHook {
+    /// `final` always; `submitted` and `segment` only when the client asked for them.
+    fn wants(&self, event: Event) -> bool {
+        match event {
+            Event::Final => true,
+            Event::Submitted => self.events.contains(&WebhookEvent::Submitted),
+            Event::Segment(_) => self.events.contains(&WebhookEvent::Segment),
+        }
+    }
 }
 
 impl WebhookTargets {
@@ -90,11 +101,7 @@ impl WebhookTargets {
         let clients = clients
             .iter()
             .map(|c| {
-                let hook = ClientHook {
-                    url: c.webhook_url.clone(),
-                    submitted: c.webhook_events.contains(&WebhookEvent::Submitted),
-                    segment: c.webhook_events.contains(&WebhookEvent::Segment),
-                };
+                let hook = ClientHook { url: c.webhook_url.clone(), events: c.webhook_events.clone() };
                 (c.name.clone(), hook)
             })
             .collect();
@@ -112,13 +119,10 @@ impl WebhookTargets {
     }
 
     /// Where `event` of `rec` goes, if anywhere: the message's `callback_url`, else its
-    /// client's `webhook_url`. `submitted` only if the client asked for it.
+    /// client's `webhook_url`. `submitted` and `segment` only if the client asked for them.
     pub fn url_for<'a>(&'a self, rec: &'a MessageRecord, event: Event) -> Option<&'a str> {
         let hook = self.clients.get(&rec.client);
-        if event == Event::Submitted && !hook.is_some_and(|h| h.submitted) {
-            return None;
-        }
-        if matches!(event, Event::Segment(_)) && !hook.is_some_and(|h| h.segment) {
+        if !hook.map_or(event == Event::Final, |h| h.wants(event)) {
             return None;
         }
         rec.callback_url.as_deref().or_else(|| hook.and_then(|h| h.url.as_deref()))

@@ -187,6 +187,14 @@ fn atomic_series(out: &mut String, series: &[(&str, &str, &str, &AtomicU64)]) {
     }
 }
 
+/// Unlabelled series with values already read: (name, kind, help, value).
+fn value_series<V: std::fmt::Display>(out: &mut String, series: &[(&str, &str, &str, V)]) {
+    for (name, kind, help, v) in series {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+}
+
 /// The stats document (docs/metrics.md).
 pub fn stats(m: &Merged) -> Value {
     let t = &m.totals;
@@ -495,44 +503,39 @@ pub fn prometheus(m: &Merged, links: &LinkTable, now_ms: u64) -> String {
                 s.outages.load(Ordering::Relaxed),
             ),
         ];
-        for (name, kind, help, v) in state_series {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
-        }
+        value_series(&mut out, &state_series);
     }
 
     if let Some(e) = metrics::embedded() {
         let seconds = |us: &AtomicU64| us.load(Ordering::Relaxed) as f64 / 1e6;
-        let embedded_series: [(&str, &str, &str, String); 4] = [
+        let count = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64;
+        let embedded_series: [(&str, &str, &str, f64); 4] = [
             (
                 "smsgate_state_checkpoints_total",
                 "counter",
                 "Checkpoints of the embedded store (durable commits; the writer waits for each).",
-                e.checkpoints.load(Ordering::Relaxed).to_string(),
+                count(&e.checkpoints),
             ),
             (
                 "smsgate_state_checkpoint_seconds_total",
                 "counter",
                 "Time the embedded store's checkpoints took.",
-                seconds(&e.checkpoint_us).to_string(),
+                seconds(&e.checkpoint_us),
             ),
             (
                 "smsgate_state_checkpoint_max_seconds",
                 "gauge",
                 "The longest checkpoint of the embedded store since start.",
-                seconds(&e.checkpoint_max_us).to_string(),
+                seconds(&e.checkpoint_max_us),
             ),
             (
                 "smsgate_state_log_replayed_total",
                 "counter",
                 "Batches of the embedded store's write-ahead log replayed at start after an unclean stop.",
-                e.replayed.load(Ordering::Relaxed).to_string(),
+                count(&e.replayed),
             ),
         ];
-        for (name, kind, help, v) in embedded_series {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
-        }
+        value_series(&mut out, &embedded_series);
     }
 
     if let Some(a) = metrics::aerospike() {

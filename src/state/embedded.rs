@@ -519,14 +519,13 @@ mod tests {
     use crate::state::record::Status;
     use crate::state::test_util::{receipt, record};
 
-    /// What a crash now would leave on disk: a copy of the store's files, taken while it is open
-    /// (redb's own close would commit durably; a crash does not).
-    fn crash_copy(store: &EmbeddedStore, dir: &Path) -> tempfile::TempDir {
+    /// What a crash now would leave on disk: a copy of the files of the store open in `dir`,
+    /// taken before it is closed (redb's own close would commit durably; a crash does not).
+    fn crash_copy(dir: &Path) -> tempfile::TempDir {
         let copy = tempfile::tempdir().unwrap();
         for name in [FILE_NAME, "wal-0", "wal-1"] {
             std::fs::copy(dir.join(name), copy.path().join(name)).unwrap();
         }
-        let _ = store;
         copy
     }
 
@@ -538,7 +537,7 @@ mod tests {
         store.apply(&[Op::Put(record(1, Some("a1")))]).unwrap();
         store.apply(&[Op::Put(record(2, Some("a2"))), Op::Receipt(receipt("a1", Status::Delivered))]).unwrap();
         store.apply(&[Op::Receipt(receipt("a3", Status::Delivered))]).unwrap();
-        let copy = crash_copy(&store, dir.path());
+        let copy = crash_copy(dir.path());
         drop(store);
         let dir = copy;
 
@@ -572,7 +571,7 @@ mod tests {
             big.id = MessageId(i);
             store.apply(&[Op::Put(big.clone())]).unwrap();
         }
-        let copy = crash_copy(&store, dir.path());
+        let copy = crash_copy(dir.path());
         drop(store);
         let dir = copy;
         let mut store = EmbeddedStore::open(dir.path()).unwrap();

@@ -281,6 +281,14 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The value of a series in the gateway's `/metrics` (its name with any labels, as written
+/// there), if it is there.
+pub fn metric(gw: &Gateway, name: &str) -> Option<f64> {
+    let mut r = agent().get(&gw.url("/metrics")).call().ok()?;
+    let text = r.body_mut().read_to_string().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// POST /api/v1/messages; returns (status, JSON body).
 pub fn submit(agent: &ureq::Agent, gw: &Gateway, key: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let mut r = agent
